@@ -1,0 +1,197 @@
+"""What every adapter shares: the probe context, the transport-error mapping and the
+page signs (captcha, WAF, waiting room) that mean `blocked` on any platform.
+
+An adapter knows one platform *family*. It parses; it never sleeps, retries or picks a
+User-Agent (the policy layer does). When in doubt it answers `unrecognized`: only a
+positively recognised message may ever become `no_slot`.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import httpx
+from lxml import html as lxml_html
+
+from observatoire.clock import Clock
+from observatoire.config import Target
+from observatoire.outcomes import Outcome, ProbeResult
+from observatoire.politeness import HostPaused, HttpSession, TooManyRedirects
+
+
+class ProbeStop(Exception):
+    """Raised inside an adapter to end the probe with a known result."""
+
+    def __init__(self, result: ProbeResult) -> None:
+        super().__init__(result.detail)
+        self.result = result
+
+
+@dataclass
+class ProbeContext:
+    http: HttpSession
+    clock: Clock
+
+
+def normalize_text(text: str) -> str:
+    """Fold typographic variants so a message matches however it is typeset, but
+    never loosely: the words and their order must be the same."""
+    text = unicodedata.normalize("NFC", text)
+    text = text.replace("\u2019", "'").replace("\u00a0", " ").replace("\u202f", " ")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def page_text(doc: lxml_html.HtmlElement) -> str:
+    for bad in doc.xpath("//script|//style|//noscript"):
+        bad.drop_tree()
+    return normalize_text(doc.text_content())
+
+
+def parse_html(body: str) -> lxml_html.HtmlElement:
+    if not body.strip():
+        raise ProbeStop(ProbeResult(Outcome.UNRECOGNIZED, "empty_page"))
+    try:
+        return lxml_html.document_fromstring(body)
+    except (ValueError, lxml_html.etree.ParserError):
+        raise ProbeStop(ProbeResult(Outcome.UNRECOGNIZED, "unparseable_page")) from None
+
+
+WAITING_ROOM = re.compile(
+    r"salle d'attente virtuelle|file d'attente virtuelle|vous êtes dans la file d'attente|"
+    r"waiting room|queue-it",
+    re.I,
+)
+WAF = re.compile(
+    r"request forbidden by administrative rules|the requested url was rejected|"
+    r"access denied|accès refusé|attention required!? \| cloudflare",
+    re.I,
+)
+CAPTCHA_HEADING = re.compile(r"captcha|contrôle de sécurité|je ne suis pas un robot", re.I)
+CAPTCHA_WIDGET = (
+    "//*[contains(translate(concat(@id, ' ', @name, ' ', @class, ' ', @src), "
+    "'CAPTH', 'capth'), 'captcha')] | //rdv-captchetat"
+)
+
+
+def blocked_sign(doc: lxml_html.HtmlElement | None, text: str) -> str | None:
+    """A page that stands between the robot and the answer: captcha, waiting room, WAF.
+
+    A captcha is recognised by its widget or by a heading, not by a mention in a
+    progress bar (the legacy module lists "Contrôle de sécurité" on every step)."""
+    if doc is not None:
+        if doc.xpath(CAPTCHA_WIDGET):
+            return "captcha"
+        for heading in doc.xpath("//h1|//h2|//title"):
+            if CAPTCHA_HEADING.search(heading.text_content() or ""):
+                return "captcha"
+    if WAITING_ROOM.search(text):
+        return "waiting_room"
+    if WAF.search(text):
+        return "waf"
+    return None
+
+
+def check_status(response: httpx.Response) -> None:
+    """Map HTTP statuses that end a probe whatever the platform."""
+    status = response.status_code
+    final = str(response.url)
+    if status == 429:
+        raise ProbeStop(
+            ProbeResult(
+                Outcome.BLOCKED,
+                "http:429",
+                http_status=status,
+                final_url=final,
+                page=response.content,
+            )
+        )
+    if status == 403:
+        raise ProbeStop(
+            ProbeResult(
+                Outcome.BLOCKED,
+                "http:403",
+                http_status=status,
+                final_url=final,
+                page=response.content,
+            )
+        )
+    if status >= 500:
+        raise ProbeStop(
+            ProbeResult(
+                Outcome.ERROR,
+                f"http:{status}",
+                http_status=status,
+                final_url=final,
+                page=response.content,
+            )
+        )
+    if status >= 400:
+        raise ProbeStop(
+            ProbeResult(
+                Outcome.ERROR,
+                f"http:{status}",
+                http_status=status,
+                final_url=final,
+                page=response.content,
+            )
+        )
+
+
+def transport_error(exc: Exception) -> ProbeResult:
+    """Network failures are `error`, never a statement about slots."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        detail = "timeout:connect"
+    elif isinstance(exc, httpx.ReadTimeout):
+        detail = "timeout:read"
+    elif isinstance(exc, httpx.TimeoutException):
+        detail = "timeout"
+    elif isinstance(exc, httpx.ConnectError):
+        detail = (
+            "dns" if "name" in str(exc).lower() and "resolution" in str(exc).lower() else "connect"
+        )
+    elif isinstance(exc, httpx.RemoteProtocolError):
+        detail = "protocol"
+    elif isinstance(exc, httpx.ReadError):
+        detail = "connection_reset"
+    elif isinstance(exc, httpx.DecodingError):
+        detail = "decoding"
+    elif isinstance(exc, TooManyRedirects):
+        detail = "redirect_loop"
+    elif isinstance(exc, httpx.HTTPError):
+        detail = f"http_error:{exc.__class__.__name__}"
+    else:
+        detail = f"exception:{exc.__class__.__name__}"
+    return ProbeResult(Outcome.ERROR, detail)
+
+
+class Adapter(ABC):
+    #: Registry name; the `platform` of the targets it serves.
+    name: ClassVar[str]
+    #: Stored with every probe: bump it whenever parsing changes, so a change of
+    #: parser can be traced in the figures.
+    version: ClassVar[str]
+    #: "http" (httpx) or "browser" (Playwright).
+    transport: ClassVar[str] = "http"
+
+    async def probe(self, target: Target, ctx: ProbeContext) -> ProbeResult:
+        """Observe `target` once; never raises for anything the site does."""
+        try:
+            return await self.run(target, ctx)
+        except ProbeStop as stop:
+            return stop.result
+        except HostPaused:
+            return ProbeResult(Outcome.BLOCKED, "host_paused")
+        except (httpx.HTTPError, TooManyRedirects) as exc:
+            return transport_error(exc)
+
+    @abstractmethod
+    async def run(self, target: Target, ctx: ProbeContext) -> ProbeResult:
+        """The platform's flow. Raise ProbeStop to end early."""
+
+    @abstractmethod
+    def classify(self, page: bytes, url: str | None = None) -> ProbeResult:
+        """The outcome this adapter gives a saved page (for `classify` and contract tests)."""

@@ -1,0 +1,430 @@
+"""The `observatoire` command line. Every command's help says what it is for."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import json
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from observatoire import __version__
+from observatoire.config import Config, ConfigError, load_config
+from observatoire.db import DatabaseNotReady, make_engine, require_migrated
+from observatoire.settings import Settings, SettingsError
+
+app = typer.Typer(
+    help=(
+        "observatoire: an observatory of access to French prefectures' appointment "
+        "booking. It probes booking pages politely, records every outcome with evidence, "
+        "and publishes statistics, CSV and a static site.\n\n"
+        "Start with `observatoire demo` (everything on the bundled simulator)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+targets_app = typer.Typer(help="Check and list the configured targets.", no_args_is_help=True)
+site_app = typer.Typer(help="The public static site.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(targets_app, name="targets")
+app.add_typer(site_app, name="site")
+
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Targets file (default: $OBSERVATOIRE_CONFIG or config/prefectures.yaml).",
+        show_default=False,
+    ),
+]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def friendly_errors(func: F) -> F:
+    """Known problems become a clear message and exit code 2, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            for issue in exc.issues:
+                err.print(str(issue), highlight=False, markup=False)
+            n = len(exc.issues)
+            raise fail(f"{n} problem{'s' if n > 1 else ''} in the configuration") from None
+        except DatabaseNotReady as exc:
+            raise fail(str(exc)) from None
+        except SettingsError as exc:
+            raise fail(f"bad setting: {exc}") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+def _config(path: Path | None, simulator_url: str | None = None) -> Config:
+    return load_config(path or settings().config, simulator_url=simulator_url)
+
+
+def _engine(migrated: bool = True):  # type: ignore[no-untyped-def]
+    engine = make_engine(settings().database_url)
+    if migrated:
+        require_migrated(engine)
+    return engine
+
+
+@app.command()
+def version() -> None:
+    """Print the robot's version and User-Agent."""
+    out.print(f"observatoire {__version__}")
+    out.print(f"User-Agent: {settings().user_agent}", highlight=False)
+
+
+# -- db -------------------------------------------------------------------------------
+@db_app.command("upgrade")
+@friendly_errors
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Create or migrate the database ($OBSERVATOIRE_DATABASE_URL) to the latest schema."""
+    from observatoire.db.migrate import upgrade
+
+    url = settings().database_url
+    try:
+        upgrade(url, revision)
+    except Exception as exc:
+        raise fail(f"migration failed on {url}: {exc}") from None
+    out.print(f"database at revision {revision}: {make_engine(url).url!r}", highlight=False)
+
+
+# -- targets --------------------------------------------------------------------------
+@targets_app.command("check")
+@friendly_errors
+def targets_check(config: ConfigOption = None) -> None:
+    """Validate a targets file. Every problem is listed with file:line: field; exit 2."""
+    cfg = (
+        _config(config, simulator_url="http://127.0.0.1:0")
+        if config and "demo" in str(config)
+        else _config(config)
+    )
+    enabled = len(cfg.enabled_targets)
+    out.print(
+        f"{cfg.path}: OK — {len(cfg.departments)} departments, {len(cfg.targets)} targets "
+        f"({enabled} enabled)",
+        highlight=False,
+    )
+    missing = cfg.missing_departments()
+    if missing and len(missing) < 101:
+        out.print(f"note: departments not listed: {', '.join(missing)}", highlight=False)
+
+
+@targets_app.command("list")
+@friendly_errors
+def targets_list(
+    config: ConfigOption = None,
+    enabled_only: Annotated[bool, typer.Option("--enabled", help="Only enabled targets.")] = False,
+) -> None:
+    """List targets: id, department, platform, enabled, URL."""
+    cfg = _config(config, simulator_url="http://127.0.0.1:0")
+    table = Table("id", "dép.", "platform", "enabled", "url")
+    for t in cfg.targets:
+        if enabled_only and not t.enabled:
+            continue
+        table.add_row(t.id, t.department, t.platform, "yes" if t.enabled else "no", t.url)
+    out.print(table)
+
+
+# -- probe ----------------------------------------------------------------------------
+def _is_loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 else host.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+@friendly_errors
+def probe(
+    target_ids: Annotated[list[str] | None, typer.Argument(help="Target ids to probe.")] = None,
+    all_targets: Annotated[bool, typer.Option("--all", help="Probe every enabled target.")] = False,
+    config: ConfigOption = None,
+    simulator_url: Annotated[
+        str | None,
+        typer.Option(help="Base URL of a running simulator, for files using {simulator}."),
+    ] = None,
+) -> None:
+    """Probe targets once (cron mode) and store every outcome with its evidence.
+
+    Requests go one at a time per host, with $OBSERVATOIRE_MIN_DELAY_SECONDS between
+    them. Probing a real (non-loopback) host needs $OBSERVATOIRE_CONTACT_URL: the robot
+    always says who runs it.
+    """
+    from observatoire.clock import SystemClock
+    from observatoire.evidence import EvidenceStore
+    from observatoire.politeness import PolitePolicy
+    from observatoire.store import sync_targets
+    from observatoire.sweep import run_sweep, split_probeable
+
+    if not all_targets and not target_ids:
+        raise fail("name target ids, or pass --all for every enabled target")
+    s = settings()
+    cfg = _config(config, simulator_url)
+    if all_targets:
+        chosen = cfg.targets
+    else:
+        known = {t.id: t for t in cfg.targets}
+        unknown = [i for i in target_ids or [] if i not in known]
+        if unknown:
+            raise fail(f"unknown target id(s): {', '.join(unknown)} (see `targets list`)")
+        chosen = [known[i] for i in target_ids or []]
+    probeable, skipped = split_probeable(chosen)
+    if not all_targets:
+        for tid, why in skipped.items():
+            err.print(f"skipped {tid}: {why}", highlight=False)
+    remote = sorted({t.host for t in probeable if not _is_loopback(t.host)})
+    if remote and not s.contact_url:
+        raise fail(
+            "set OBSERVATOIRE_CONTACT_URL (a page or mailto: where the sites can reach you) "
+            f"before probing real hosts: {', '.join(remote)}"
+        )
+    engine = _engine()
+    clock = SystemClock()
+    sync_targets(engine, cfg.targets, clock.now())
+    evidence = EvidenceStore(s.evidence_dir)
+
+    async def go(progress: Progress) -> Any:
+        task = progress.add_task("probes", total=len(probeable))
+        policy = PolitePolicy(s.user_agent, s.min_delay_seconds, s.timeout_seconds)
+        try:
+            return await run_sweep(
+                probeable,
+                engine=engine,
+                evidence=evidence,
+                policy=policy,
+                clock=clock,
+                retry_base=s.retry_base_seconds,
+                on_probe=lambda t, r: progress.update(
+                    task, advance=1, description=f"{t.id}: {r.outcome}"
+                ),
+            )
+        finally:
+            await policy.aclose()
+
+    started = time.monotonic()
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as progress:
+        report = asyncio.run(go(progress))
+    mix = ", ".join(f"{k}={v}" for k, v in sorted(report.outcomes.items())) or "nothing"
+    out.print(
+        f"{report.probed} probes in {time.monotonic() - started:.1f} s "
+        f"({report.requests} requests): {mix}",
+        highlight=False,
+    )
+
+
+@app.command()
+def classify(
+    file: Annotated[
+        Path,
+        typer.Argument(help="A saved page (HTML, optionally .gz).", exists=True, dir_okay=False),
+    ],
+    adapter: Annotated[str, typer.Option("--adapter", "-a", help="Adapter name.")],
+    url: Annotated[str | None, typer.Option(help="The URL the page came from.")] = None,
+) -> None:
+    """Print, as JSON, the outcome an adapter gives a saved page (debugging, contracts)."""
+    import gzip
+
+    from observatoire.adapters import get_adapter, registry
+
+    if adapter not in registry():
+        raise fail(f"unknown adapter {adapter!r}; known: {', '.join(sorted(registry()))}")
+    data = file.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    result = get_adapter(adapter).classify(data, url)
+    typer.echo(json.dumps(result.summary(), ensure_ascii=False, indent=2))
+
+
+# -- stats, export, site --------------------------------------------------------------
+@app.command()
+@friendly_errors
+def stats(
+    level: Annotated[
+        str, typer.Option(help="department, department_procedure, target or national.")
+    ] = "department",
+) -> None:
+    """Print monthly statistics (share of valid probes with no way to book)."""
+    from observatoire.site import percent
+    from observatoire.stats import LEVELS, monthly_stats
+
+    if level not in LEVELS:
+        raise fail(f"unknown level {level!r}; choose from {', '.join(LEVELS)}")
+    frame = monthly_stats(_engine(), level)
+    keys = [k for k in LEVELS[level] if not k.endswith("_name")]
+    table = Table(*keys, "month", "probes", "valid", "no way", "share", "95 % CI")
+    for row in frame.to_dict(orient="records"):
+        table.add_row(
+            *(str(row[k]) for k in keys),
+            row["month"],
+            str(row["probes"]),
+            str(row["valid"]),
+            str(row["no_way"]),
+            percent(row["share_no_way"]),
+            f"{percent(row['share_low'])}–{percent(row['share_high'])}",
+        )
+    out.print(table)
+
+
+@app.command()
+@friendly_errors
+def export(
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output folder (default: $OBSERVATOIRE_DATA_DIR/export)."),
+    ] = None,
+) -> None:
+    """Write open-data CSV files (UTF-8, comma) and their SHA256SUMS."""
+    from observatoire.export import export_all
+
+    target = out_dir or settings().export_dir
+    for f in export_all(_engine(), target):
+        out.print(f"{f.path}  ({f.rows} rows)", highlight=False)
+
+
+@site_app.command("build")
+@friendly_errors
+def site_build(
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Site folder (default: $OBSERVATOIRE_DATA_DIR/site)."),
+    ] = None,
+    simulated: Annotated[
+        bool | None,
+        typer.Option(
+            "--simulated/--real",
+            help="Force the 'données simulées' banner on or off (default: detected).",
+        ),
+    ] = None,
+) -> None:
+    """Render the static French site and publish it atomically into the folder."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from observatoire.db.models import TargetRow
+    from observatoire.site import SiteContext, build_site
+
+    engine = _engine()
+    if simulated is None:
+        with Session(engine) as session:
+            urls = session.scalars(select(TargetRow.url)).all()
+        from urllib.parse import urlsplit
+
+        simulated = any(_is_loopback(urlsplit(u).netloc) for u in urls)
+    target = out_dir or settings().site_dir
+    index = build_site(engine, target, SiteContext(simulated, datetime.now(UTC)))
+    out.print(f"site published: {index}", highlight=False)
+
+
+# -- simulator and demo ---------------------------------------------------------------
+@app.command()
+def simulate(
+    host: Annotated[str, typer.Option(help="Loopback address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 = any free port).")] = 8808,
+    scenario: Annotated[
+        Path | None,
+        typer.Option(help="Scenario YAML (default: bundled).", exists=True, dir_okay=False),
+    ] = None,
+) -> None:
+    """Serve the fake booking platforms on loopback, in real time, until Ctrl-C.
+
+    Point `probe --config config/demo.yaml --simulator-url http://HOST:PORT` at it.
+    """
+    from observatoire.simulator import start_simulator
+    from observatoire.simulator.scenario import load_scenario
+
+    try:
+        sim = start_simulator(load_scenario(scenario), host=host, port=port)
+    except (OSError, ValueError) as exc:
+        raise fail(f"cannot start the simulator: {exc}") from None
+    out.print(f"simulator listening on {sim.base_url} (Ctrl-C to stop)", highlight=False)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        sim.stop()
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Folder for the demo's database, evidence, CSV and site (recreated)."
+        ),
+    ] = Path("demo-output"),
+    days: Annotated[int, typer.Option(min=1, max=3650, help="Simulated days.")] = 60,
+    every_hours: Annotated[float, typer.Option(min=0.25, help="Hours between sweeps.")] = 6.0,
+) -> None:
+    """Run the whole chain on the bundled simulator: probes over a simulated period, then
+    statistics, CSV and the site. Nothing leaves this machine."""
+    from observatoire.demo import run_demo
+
+    report = run_demo(
+        out_dir, days=days, every_hours=every_hours, show_progress=sys.stderr.isatty() or True
+    )
+    mix = ", ".join(f"{k}={v}" for k, v in sorted(report.outcomes.items()))
+    out.print(
+        f"\n{report.probes} probes ({report.requests} requests) in {report.seconds:.1f} s: {mix}",
+        highlight=False,
+    )
+    out.print(
+        f"conduct: max {report.max_in_flight} request in flight per host, "
+        f"{len(report.violations)} violation(s)",
+        highlight=False,
+    )
+    out.print(f"database: {report.database_url}", highlight=False)
+    out.print(f"CSV:      {report.export_dir}", highlight=False)
+    out.print(f"site:     {report.site_index}", highlight=False)
+    if report.violations:
+        raise fail(
+            "the simulator saw conduct violations: " + "; ".join(report.violations[:5]), code=1
+        )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

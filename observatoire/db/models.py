@@ -1,0 +1,96 @@
+"""The tables. Every schema change goes through an Alembic migration in `migrations/`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from observatoire.db.types import UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class TargetRow(Base):
+    """A target as last configured. Kept when removed from the config (enabled=False)
+    so that its history stays in the figures."""
+
+    __tablename__ = "targets"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    department: Mapped[str] = mapped_column(String(3), index=True)
+    department_name: Mapped[str] = mapped_column(String(80))
+    prefecture: Mapped[str] = mapped_column(String(120))
+    procedure: Mapped[str] = mapped_column(String(60), index=True)
+    procedure_name: Mapped[str] = mapped_column(String(200))
+    label: Mapped[str] = mapped_column(Text)
+    platform: Mapped[str] = mapped_column(String(40))
+    url: Mapped[str] = mapped_column(Text)
+    site: Mapped[str | None] = mapped_column(Text)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    interval_minutes: Mapped[int] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    config_hash: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Probe(Base):
+    """One observation of one target: the raw material of every figure."""
+
+    __tablename__ = "probes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    target_id: Mapped[str] = mapped_column(ForeignKey("targets.id"))
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[str] = mapped_column(String(200), default="")
+    first_slot_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    second_slot_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    slots_count: Mapped[int | None] = mapped_column(Integer)
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    requests_made: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    adapter: Mapped[str] = mapped_column(String(40))
+    adapter_version: Mapped[str] = mapped_column(String(20))
+    robot_version: Mapped[str] = mapped_column(String(20))
+    mode: Mapped[str] = mapped_column(String(10), default="auto")
+    final_url: Mapped[str | None] = mapped_column(Text)
+    page_sha256: Mapped[str | None] = mapped_column(String(64))
+    screenshot_sha256: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        CheckConstraint(
+            "outcome IN ('available', 'no_slot', 'procedure_missing', 'blocked', 'error', "
+            "'unrecognized')",
+            name="outcome_known",
+        ),
+        CheckConstraint("mode IN ('auto', 'assisted')", name="mode_known"),
+        Index("ix_probes_target_id_started_at", "target_id", "started_at"),
+        Index("ix_probes_started_at", "started_at"),
+    )

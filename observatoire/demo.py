@@ -1,0 +1,150 @@
+"""`observatoire demo`: the whole chain on the bundled simulator, in a few minutes.
+
+The simulator and the robot share a virtual clock: the demo walks it over a simulated
+period (by default 60 days, a sweep every 6 hours), and every row it stores comes from
+a real probe through the real adapter over real HTTP on loopback. Then it builds the
+statistics, the CSV files and the site, and says where they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from observatoire.clock import VirtualClock
+from observatoire.config import load_config
+from observatoire.db import make_engine
+from observatoire.db.migrate import upgrade
+from observatoire.evidence import EvidenceStore
+from observatoire.export import export_all
+from observatoire.politeness import PolitePolicy
+from observatoire.settings import Settings
+from observatoire.simulator import start_simulator
+from observatoire.simulator.scenario import load_scenario
+from observatoire.site import SiteContext, build_site
+from observatoire.store import sync_targets
+from observatoire.sweep import run_sweep
+
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "config" / "demo.yaml"
+#: Virtual time that passes between two probes of one sweep.
+PROBE_SPACING = timedelta(seconds=20)
+
+
+@dataclass
+class DemoReport:
+    out: Path
+    database_url: str
+    probes: int
+    requests: int
+    outcomes: dict[str, int]
+    seconds: float
+    site_index: Path
+    export_dir: Path
+    violations: list[str]
+    max_in_flight: int
+
+
+def run_demo(
+    out: Path,
+    *,
+    days: int = 60,
+    every_hours: float = 6.0,
+    end: datetime | None = None,
+    config_path: Path = DEMO_CONFIG,
+    show_progress: bool = True,
+) -> DemoReport:
+    started = time.monotonic()
+    out = Path(out).absolute()
+    if out.exists():
+        shutil.rmtree(out / "evidence", ignore_errors=True)
+        for old in out.glob("demo.sqlite*"):
+            old.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    database_url = f"sqlite:///{out / 'demo.sqlite'}"
+    upgrade(database_url)
+    engine = make_engine(database_url)
+
+    end = (end or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
+    start = end - timedelta(days=days)
+    clock = VirtualClock(start)
+    scenario = load_scenario().model_copy(update={"anchor": end})
+    settings = Settings.from_env()
+    evidence = EvidenceStore(out / "evidence")
+    step = timedelta(hours=every_hours)
+    rounds: list[datetime] = []
+    at = start
+    while at < end:
+        rounds.append(at)
+        at += step
+
+    outcomes: dict[str, int] = {}
+    probes = requests = 0
+    with start_simulator(scenario, clock) as simulator:
+        config = load_config(config_path, simulator_url=simulator.base_url)
+        sync_targets(engine, config.targets, start)
+
+        async def sweep_all(progress: Progress | None) -> None:
+            nonlocal probes, requests
+            # Loopback simulator: no politeness delay needed, but still one request
+            # in flight per host (the simulator checks it).
+            policy = PolitePolicy(settings.user_agent, min_delay=0.0, timeout=10.0)
+            task = progress.add_task("sondages", total=len(rounds)) if progress else None
+            try:
+                for when in rounds:
+                    clock.set(when)
+                    report = await run_sweep(
+                        config.targets,
+                        engine=engine,
+                        evidence=evidence,
+                        policy=policy,
+                        clock=clock,
+                        retry_base=0.0,
+                        scheduled_at=when,
+                        on_probe=lambda _t, _r: clock.advance(PROBE_SPACING),
+                    )
+                    probes += report.probed
+                    requests += report.requests
+                    for key, count in report.outcomes.items():
+                        outcomes[key] = outcomes.get(key, 0) + count
+                    if progress is not None and task is not None:
+                        progress.update(task, advance=1, description=f"sondages ({probes} faits)")
+            finally:
+                await policy.aclose()
+
+        if show_progress:
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
+            with Progress(*columns, transient=False) as progress:
+                asyncio.run(sweep_all(progress))
+        else:
+            asyncio.run(sweep_all(None))
+        conduct = simulator.state.conduct.report()
+
+    export_dir = out / "export"
+    export_all(engine, export_dir)
+    site_index = build_site(
+        engine, out / "site", SiteContext(simulated=True, built_at=datetime.now(UTC))
+    )
+    engine.dispose()
+    return DemoReport(
+        out=out,
+        database_url=database_url,
+        probes=probes,
+        requests=requests,
+        outcomes=outcomes,
+        seconds=time.monotonic() - started,
+        site_index=site_index,
+        export_dir=export_dir,
+        violations=conduct["violations"],
+        max_in_flight=max(conduct["max_in_flight"].values(), default=0),
+    )

@@ -1,0 +1,189 @@
+"""The shared HTTP policy layer: every request of every adapter goes through it.
+
+Adapters only parse (as Scrapy's spiders do); this layer alone identifies the robot,
+serialises requests per host, keeps the minimum delay, honours Retry-After and follows
+redirects one polite hop at a time. Nothing here ever makes the robot go faster after
+an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+MAX_REDIRECTS = 8
+#: Longest Retry-After we accept to wait for inside a sweep; beyond, the probe is
+#: recorded as blocked (`host_paused`) and the host stays paused.
+MAX_INLINE_PAUSE_SECONDS = 120.0
+MAX_PAUSE_SECONDS = 6 * 3600.0
+
+
+class TooManyRedirects(Exception):
+    pass
+
+
+class HostPaused(Exception):
+    def __init__(self, host: str, seconds: float) -> None:
+        super().__init__(f"{host} paused for {seconds:.0f} s (Retry-After)")
+        self.host = host
+        self.seconds = seconds
+
+
+@dataclass
+class HostGate:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    next_allowed: float = 0.0  # time.monotonic()
+    requests: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+
+class _SharedTransport(httpx.AsyncBaseTransport):
+    """Lets many short-lived clients (one per probe, each with its own cookies) share one
+    connection pool; closing a client must not close the pool."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class PolitePolicy:
+    """One per process: the gates it holds are shared by every probe and target."""
+
+    def __init__(
+        self,
+        user_agent: str,
+        min_delay: float,
+        timeout: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_inline_pause: float = MAX_INLINE_PAUSE_SECONDS,
+    ) -> None:
+        self.user_agent = user_agent
+        self.min_delay = min_delay
+        self.timeout = httpx.Timeout(timeout)
+        self.max_inline_pause = max_inline_pause
+        self._transport = _SharedTransport(
+            transport or httpx.AsyncHTTPTransport(retries=0, http2=False)
+        )
+        self._inner = transport
+        self.gates: dict[str, HostGate] = {}
+
+    def gate(self, host: str) -> HostGate:
+        gate = self.gates.get(host)
+        if gate is None:
+            gate = self.gates[host] = HostGate()
+        return gate
+
+    def session(self) -> HttpSession:
+        return HttpSession(self)
+
+    async def aclose(self) -> None:
+        await self._transport.inner.aclose()
+
+    async def send(self, client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+        host = request.url.netloc.decode("ascii").lower()
+        gate = self.gate(host)
+        async with gate.lock:
+            wait = gate.next_allowed - time.monotonic()
+            if wait > self.max_inline_pause:
+                raise HostPaused(host, wait)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            gate.in_flight += 1
+            gate.max_in_flight = max(gate.max_in_flight, gate.in_flight)
+            gate.requests += 1
+            try:
+                response = await client.send(request)
+                await response.aread()
+            finally:
+                gate.in_flight -= 1
+                # The delay counts from the end of a request, errors included.
+                gate.next_allowed = max(gate.next_allowed, time.monotonic() + self.min_delay)
+            if response.status_code in (429, 503):
+                pause = retry_after_seconds(response)
+                if pause is not None:
+                    pause = min(pause, MAX_PAUSE_SECONDS)
+                    gate.next_allowed = max(gate.next_allowed, time.monotonic() + pause)
+            return response
+
+
+class HttpSession:
+    """A probe's view of the policy: its own cookie jar and request counter."""
+
+    def __init__(self, policy: PolitePolicy) -> None:
+        self.policy = policy
+        self.client = httpx.AsyncClient(
+            transport=policy._transport,
+            timeout=policy.timeout,
+            headers={"User-Agent": policy.user_agent, "Accept-Language": "fr-FR,fr;q=0.9"},
+            follow_redirects=False,
+        )
+        self.requests_made = 0
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: dict[str, str] | None = None,
+        referer: str | None = None,
+    ) -> httpx.Response:
+        """Send a request and follow redirects, each hop through the host's gate."""
+        headers = {"Referer": referer} if referer else {}
+        seen: set[str] = set()
+        for _ in range(MAX_REDIRECTS + 1):
+            request = self.client.build_request(method, url, data=data, headers=headers)
+            self.requests_made += 1
+            response = await self.policy.send(self.client, request)
+            self.client.cookies.extract_cookies(response)
+            if response.status_code not in (301, 302, 303, 307, 308):
+                return response
+            location = response.headers.get("location")
+            if not location:
+                return response
+            next_url = urljoin(str(response.url), location)
+            if next_url in seen and method == "GET":
+                raise TooManyRedirects(f"redirect loop at {next_url}")
+            seen.add(next_url)
+            if urlsplit(next_url).scheme not in ("http", "https"):
+                return response
+            if response.status_code in (301, 302, 303):
+                method, data = "GET", None
+            headers = {"Referer": url}
+            url = next_url
+        raise TooManyRedirects(f"more than {MAX_REDIRECTS} redirects from {url}")
+
+    async def get(self, url: str, *, referer: str | None = None) -> httpx.Response:
+        return await self.request("GET", url, referer=referer)
+
+    async def post(
+        self, url: str, data: dict[str, str], *, referer: str | None = None
+    ) -> httpx.Response:
+        return await self.request("POST", url, data=data, referer=referer)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,107 @@
+"""Scenario files: which simulated sites and forms exist and how scarce their slots are."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Profile(_M):
+    """How often slots exist and how far ahead the first one is."""
+
+    #: Chance, per hour, that slots are open.
+    open_probability: float = Field(ge=0, le=1)
+    #: Multipliers of that chance per weekday, Monday first.
+    weekday_factor: list[float] = Field(
+        default_factory=lambda: [1.0] * 7, min_length=7, max_length=7
+    )
+    #: Days to the first offered slot, uniform between the two bounds.
+    lead_days: tuple[float, float] = (1.0, 30.0)
+    #: Number of slots offered over the next 60 days when open.
+    slots: tuple[int, int] = (1, 6)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Profile:
+        if self.lead_days[0] > self.lead_days[1] or self.slots[0] > self.slots[1]:
+            raise ValueError("bounds must be (low, high)")
+        return self
+
+
+class Period(_M):
+    """Days relative to the scenario's anchor (negative = before it)."""
+
+    from_day: float
+    to_day: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Period:
+        if self.from_day >= self.to_day:
+            raise ValueError("from_day must be before to_day")
+        return self
+
+    def contains(self, anchor: datetime, at: datetime) -> bool:
+        return anchor + timedelta(days=self.from_day) <= at < anchor + timedelta(days=self.to_day)
+
+
+class Planning(_M):
+    id: int
+    label: str
+    profile: str
+    #: Periods when this counter is not offered (the procedure cannot be selected).
+    missing: list[Period] = Field(default_factory=list)
+
+
+class LegacyForm(_M):
+    id: int
+    title: str
+    plannings: list[Planning] = Field(min_length=1)
+    #: The link answers "Ce lien a été désactivé définitivement".
+    retired: bool = False
+    #: The module shows "Cette page n'est pas disponible pour le moment".
+    closed: list[Period] = Field(default_factory=list)
+
+
+class LegacySite(_M):
+    host: str
+    prefecture: str
+    forms: list[LegacyForm]
+
+
+class Scenario(_M):
+    seed: int = 0
+    #: The instant periods are counted from; when absent, the simulator's start time.
+    anchor: datetime | None = None
+    profiles: dict[str, Profile]
+    legacy_sites: list[LegacySite] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _profiles_exist(self) -> Scenario:
+        for site in self.legacy_sites:
+            for form in site.forms:
+                for planning in form.plannings:
+                    if planning.profile not in self.profiles:
+                        raise ValueError(
+                            f"planning {planning.id}: unknown profile {planning.profile!r}"
+                        )
+        return self
+
+
+def load_scenario(path: Path | str | None = None) -> Scenario:
+    """Load a scenario file; without a path, the bundled default."""
+    if path is None:
+        text = (
+            resources.files("observatoire.simulator")
+            .joinpath("scenarios/default.yaml")
+            .read_text("utf-8")
+        )
+    else:
+        text = Path(path).read_text("utf-8")
+    return Scenario.model_validate(yaml.safe_load(text))

@@ -1,0 +1,242 @@
+"""The simulator's HTTP server: a real server on loopback, one thread per connection.
+
+It routes `/<simulated host>/…` to the platform module that serves that host, keeps a
+ground-truth log of what it intended for every request, and watches the robot's
+conduct (requests in flight per host, steps it must never reach).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from observatoire.clock import Clock, SystemClock
+from observatoire.simulator.http import Request, Response
+from observatoire.simulator.legacy import LegacyModule
+from observatoire.simulator.scenario import Scenario, load_scenario
+
+
+@dataclass
+class TruthRecord:
+    """What the simulator meant to show for one request."""
+
+    at: str
+    site: str
+    form: int | None
+    planning: int | None
+    state: str  # open | no_slot | missing | retired | closed | calendar
+    first_slot: str | None
+    slots: int | None
+    path: str
+    fault: str | None = None
+
+
+@dataclass
+class Conduct:
+    """Counters of the robot's behaviour, as seen from the server side."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    in_flight: dict[str, int] = field(default_factory=dict)
+    max_in_flight: dict[str, int] = field(default_factory=dict)
+    requests: dict[str, int] = field(default_factory=dict)
+    user_agents: set[str] = field(default_factory=set)
+    violations: list[str] = field(default_factory=list)
+
+    def enter(self, host: str, user_agent: str) -> None:
+        with self.lock:
+            now = self.in_flight.get(host, 0) + 1
+            self.in_flight[host] = now
+            self.requests[host] = self.requests.get(host, 0) + 1
+            self.user_agents.add(user_agent)
+            if now > self.max_in_flight.get(host, 0):
+                self.max_in_flight[host] = now
+            if now > 1:
+                self.violations.append(f"{now} requests in flight on {host}")
+
+    def leave(self, host: str) -> None:
+        with self.lock:
+            self.in_flight[host] -= 1
+
+    def report(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "requests": dict(self.requests),
+                "max_in_flight": dict(self.max_in_flight),
+                "user_agents": sorted(self.user_agents),
+                "violations": list(self.violations),
+            }
+
+
+class SimulatorState:
+    def __init__(self, scenario: Scenario, clock: Clock) -> None:
+        self.scenario = scenario
+        self.clock = clock
+        self.anchor = scenario.anchor or clock.now()
+        self.conduct = Conduct()
+        self._truth_lock = threading.Lock()
+        self.truth: list[TruthRecord] = []
+        self.legacy = LegacyModule(self)
+        self.legacy_sites = {site.host: site for site in scenario.legacy_sites}
+
+    def record(
+        self,
+        *,
+        site: str,
+        state: str,
+        request: Request,
+        form: int | None = None,
+        planning: int | None = None,
+        first_slot: datetime | None = None,
+        slots: int | None = None,
+        fault: str | None = None,
+    ) -> None:
+        rec = TruthRecord(
+            at=self.clock.now().isoformat(),
+            site=site,
+            form=form,
+            planning=planning,
+            state=state,
+            first_slot=first_slot.isoformat() if first_slot else None,
+            slots=slots,
+            path=request.path,
+            fault=fault,
+        )
+        with self._truth_lock:
+            self.truth.append(rec)
+
+    def violation(self, what: str, request: Request) -> None:
+        with self.conduct.lock:
+            self.conduct.violations.append(f"{what}: {request.method} {request.path}")
+
+    def truth_records(self) -> list[TruthRecord]:
+        with self._truth_lock:
+            return list(self.truth)
+
+    def dispatch(self, request: Request) -> Response:
+        if request.path.startswith("/_sim/"):
+            return self._control(request)
+        _, _, rest = request.path.partition("/")
+        host, slash, tail = rest.partition("/")
+        site = self.legacy_sites.get(host)
+        if site is not None:
+            return self.legacy.handle(site, slash + tail, request)
+        if request.path in ("", "/"):
+            links = "".join(f'<li><a href="/{h}/">{h}</a></li>' for h in self.legacy_sites)
+            return Response.html(f"<h1>observatoire — simulateur</h1><ul>{links}</ul>")
+        return Response.html("<h1>Not Found</h1>", 404)
+
+    def _control(self, request: Request) -> Response:
+        """Test and demo hooks; never linked from a simulated page."""
+        if request.path == "/_sim/conduct":
+            payload: Any = self.conduct.report()
+        elif request.path == "/_sim/truth":
+            payload = [asdict(r) for r in self.truth_records()]
+        elif request.path == "/_sim/clock":
+            payload = {"now": self.clock.now().isoformat()}
+        else:
+            return Response(404, b"{}", "application/json")
+        return Response(200, json.dumps(payload).encode(), "application/json")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # small responses must not wait for delayed ACKs
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: the truth log says more
+        pass
+
+    def _serve(self) -> None:
+        state = self.server.state
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        form = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True) if raw else {}
+        request = Request(
+            method=self.command,
+            path=parts.path,
+            query={k: v[0] for k, v in parse_qs(parts.query).items()},
+            form=form,
+            headers={k.lower(): v for k, v in self.headers.items()},
+        )
+        host = self.headers.get("Host", "?")
+        track = not parts.path.startswith("/_sim/")
+        if track:
+            state.conduct.enter(host, self.headers.get("User-Agent", ""))
+        try:
+            response = state.dispatch(request)
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(response.body)))
+            for name, value in response.headers:
+                self.send_header(name, value)
+            if self.command != "HEAD":
+                # one write for headers and body
+                self._headers_buffer.append(b"\r\n" + response.body)
+                self.flush_headers()
+            else:
+                self.end_headers()
+        finally:
+            if track:
+                state.conduct.leave(host)
+
+    do_GET = _serve
+    do_POST = _serve
+    do_HEAD = _serve
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    state: SimulatorState
+
+
+@dataclass
+class RunningSimulator:
+    """A simulator serving in a background thread; `stop()` shuts it down."""
+
+    server: _Server
+    thread: threading.Thread
+
+    @property
+    def state(self) -> SimulatorState:
+        return self.server.state
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+    def __enter__(self) -> RunningSimulator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_simulator(
+    scenario: Scenario | None = None,
+    clock: Clock | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> RunningSimulator:
+    """Start a simulator on loopback (port 0 = a free port) in a daemon thread."""
+    if not host.startswith("127.") and host not in ("localhost", "::1"):
+        raise ValueError("the simulator only listens on loopback")
+    server = _Server((host, port), _Handler)
+    server.state = SimulatorState(scenario or load_scenario(), clock or SystemClock())
+    thread = threading.Thread(target=server.serve_forever, name="simulator", daemon=True)
+    thread.start()
+    time.sleep(0)  # let the thread enter serve_forever
+    return RunningSimulator(server, thread)

@@ -1,0 +1,126 @@
+"""Probe a set of targets once: the unit of work of cron mode, the daemon and the demo.
+
+Targets are grouped by host; hosts are probed concurrently, each host's targets one
+after another, and the policy layer guarantees one request in flight per host anyway.
+Each probe is stored as soon as it completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from observatoire.adapters import Adapter, ProbeContext, get_adapter, registry
+from observatoire.clock import Clock
+from observatoire.config import Target
+from observatoire.evidence import EvidenceStore
+from observatoire.outcomes import ProbeResult
+from observatoire.platforms import PLATFORMS
+from observatoire.politeness import PolitePolicy
+from observatoire.store import ProbeRecord, save_probe
+
+MAX_ATTEMPTS = 3  # the first try and at most 2 retries
+RETRY_FACTORS = (1.0, 3.0)  # growing waits, in units of retry_base_seconds
+
+
+@dataclass
+class SweepReport:
+    probed: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    skipped: dict[str, str] = field(default_factory=dict)  # target id -> reason
+    requests: int = 0
+
+
+def split_probeable(targets: Sequence[Target]) -> tuple[list[Target], dict[str, str]]:
+    """Targets this robot may probe automatically now, and why the others are skipped."""
+    adapters = registry()
+    ok: list[Target] = []
+    skipped: dict[str, str] = {}
+    for t in targets:
+        if not t.enabled:
+            skipped[t.id] = "disabled"
+        elif PLATFORMS[t.platform].captcha_first:
+            skipped[t.id] = "captcha first: waits for a volunteer (observatoire assist)"
+        elif t.platform not in adapters:
+            skipped[t.id] = f"no adapter for {t.platform} in this version"
+        else:
+            ok.append(t)
+    return ok, skipped
+
+
+async def probe_target(
+    adapter: Adapter,
+    target: Target,
+    policy: PolitePolicy,
+    clock: Clock,
+    retry_base: float,
+) -> tuple[ProbeResult, int, int]:
+    """Probe with retries for error/unrecognized only. Returns (result, requests, attempts)."""
+    requests = 0
+    attempt = 0
+    while True:
+        attempt += 1
+        session = policy.session()
+        try:
+            result = await adapter.probe(target, ProbeContext(http=session, clock=clock))
+        finally:
+            requests += session.requests_made
+            await session.aclose()
+        if attempt >= MAX_ATTEMPTS or not result.should_retry():
+            return result, requests, attempt
+        await asyncio.sleep(retry_base * RETRY_FACTORS[attempt - 1])
+
+
+async def run_sweep(
+    targets: Sequence[Target],
+    *,
+    engine: Engine,
+    evidence: EvidenceStore,
+    policy: PolitePolicy,
+    clock: Clock,
+    retry_base: float,
+    scheduled_at: datetime | None = None,
+    on_probe: Callable[[Target, ProbeResult], None] | None = None,
+) -> SweepReport:
+    report = SweepReport()
+    probeable, report.skipped = split_probeable(targets)
+    by_host: dict[str, list[Target]] = defaultdict(list)
+    for t in probeable:
+        by_host[t.host].append(t)
+
+    async def host_worker(host_targets: list[Target]) -> None:
+        for target in host_targets:
+            adapter = get_adapter(target.platform)
+            started = clock.now()
+            t0 = time.monotonic()
+            result, requests, attempts = await probe_target(
+                adapter, target, policy, clock, retry_base
+            )
+            duration_ms = int((time.monotonic() - t0) * 1000)
+            record = ProbeRecord(
+                target_id=target.id,
+                scheduled_at=scheduled_at or started,
+                started_at=started,
+                finished_at=max(clock.now(), started),
+                result=result,
+                requests_made=requests,
+                attempts=attempts,
+                duration_ms=duration_ms,
+                adapter=adapter.name,
+                adapter_version=adapter.version,
+            )
+            save_probe(engine, evidence, record)
+            report.probed += 1
+            report.requests += requests
+            report.outcomes[result.outcome.value] += 1
+            if on_probe is not None:
+                on_probe(target, result)
+
+    await asyncio.gather(*(host_worker(ts) for ts in by_host.values()))
+    return report
