@@ -41,8 +41,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(targets_app, name="targets")
 app.add_typer(site_app, name="site")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 ConfigOption = Annotated[
@@ -137,8 +137,9 @@ def targets_check(config: ConfigOption = None) -> None:
         highlight=False,
     )
     missing = cfg.missing_departments()
-    if missing and len(missing) < 101:
-        out.print(f"note: departments not listed: {', '.join(missing)}", highlight=False)
+    if missing:
+        shown = ", ".join(missing) if len(missing) <= 10 else f"{len(missing)} of 101"
+        out.print(f"note: departments not listed: {shown}", highlight=False)
 
 
 @targets_app.command("list")

@@ -224,6 +224,13 @@ class LegacyModule:
                     return Response.redirect(f"{base}/1")
                 session.planning = int(chosen)
                 return Response.redirect(f"{base}/2")
+            self.state.record(
+                site=site.host,
+                form=form.id,
+                state="counters",
+                request=request,
+                offered=[p.id for p in offered],
+            )
             return Response.html(_page(site, form.title, self._counters(offered, base), 1))
         planning = next((p for p in form.plannings if p.id == session.planning), None)
         if step == 2:

@@ -35,6 +35,7 @@ class TruthRecord:
     slots: int | None
     path: str
     fault: str | None = None
+    offered: list[int] | None = None  # counters offered on the choice page
 
 
 @dataclass
@@ -95,6 +96,7 @@ class SimulatorState:
         first_slot: datetime | None = None,
         slots: int | None = None,
         fault: str | None = None,
+        offered: list[int] | None = None,
     ) -> None:
         rec = TruthRecord(
             at=self.clock.now().isoformat(),
@@ -106,6 +108,7 @@ class SimulatorState:
             slots=slots,
             path=request.path,
             fault=fault,
+            offered=offered,
         )
         with self._truth_lock:
             self.truth.append(rec)

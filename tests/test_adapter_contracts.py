@@ -1,0 +1,77 @@
+"""Contract tests: every registered adapter classifies its saved pages as declared in
+`tests/fixtures/<adapter>/expected.yaml`, which must cover at least available, no_slot
+and unrecognized."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from observatoire.adapters import DuplicateAdapter, register, registry
+from observatoire.cli import app
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def contract_cases() -> list[tuple[str, str, dict[str, object]]]:
+    cases = []
+    for name in sorted(registry()):
+        expected = yaml.safe_load((FIXTURES / name / "expected.yaml").read_text("utf-8"))
+        cases += [(name, page, want) for page, want in expected.items()]
+    return cases
+
+
+@pytest.mark.parametrize("name", sorted(registry()))
+def test_every_adapter_has_fixtures_for_the_core_outcomes(name: str) -> None:
+    expected_file = FIXTURES / name / "expected.yaml"
+    assert expected_file.exists(), f"adapter {name} has no contract fixtures"
+    expected = yaml.safe_load(expected_file.read_text("utf-8"))
+    outcomes = {want["outcome"] for want in expected.values()}
+    assert {"available", "no_slot", "unrecognized"} <= outcomes
+
+
+@pytest.mark.parametrize(("name", "page", "want"), contract_cases(),
+                         ids=lambda v: v if isinstance(v, str) else "")  # fmt: skip
+def test_contract(name: str, page: str, want: dict[str, object]) -> None:
+    adapter = registry()[name]()
+    result = adapter.classify((FIXTURES / name / page).read_bytes())
+    assert result.outcome.value == want["outcome"], result
+    if "detail" in want:
+        assert result.detail == want["detail"]
+    if "slots_count" in want:
+        assert result.slots_count == want["slots_count"]
+    if "first_slot_at" in want:
+        assert result.first_slot_at == datetime.fromisoformat(str(want["first_slot_at"]))
+
+
+def test_classify_command_prints_json() -> None:
+    page = FIXTURES / "legacy_booking" / "no_slot.html"
+    result = CliRunner().invoke(app, ["classify", "--adapter", "legacy_booking", str(page)])
+    assert result.exit_code == 0, result.output
+    assert '"outcome": "no_slot"' in result.stdout
+
+
+def test_classify_unknown_adapter_exits_2() -> None:
+    page = FIXTURES / "legacy_booking" / "no_slot.html"
+    result = CliRunner().invoke(app, ["classify", "--adapter", "nope", str(page)])
+    assert result.exit_code == 2
+
+
+def test_duplicate_adapter_names_are_refused() -> None:
+    existing = registry()["legacy_booking"]
+
+    class Impostor(existing):  # type: ignore[misc, valid-type]
+        pass
+
+    with pytest.raises(DuplicateAdapter):
+        register(Impostor)
+    assert registry()["legacy_booking"] is existing
+
+
+def test_every_adapter_has_a_version() -> None:
+    for cls in registry().values():
+        assert cls.version and cls.name

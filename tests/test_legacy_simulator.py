@@ -1,0 +1,117 @@
+"""The legacy adapter against the live simulator over real HTTP: what the robot
+records must match what the simulator meant to show (its ground truth)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from observatoire.adapters import ProbeContext, get_adapter
+from observatoire.clock import VirtualClock
+from observatoire.config import load_config
+from observatoire.db.models import Probe
+from observatoire.evidence import EvidenceStore
+from observatoire.outcomes import Outcome
+from observatoire.politeness import PolitePolicy
+from observatoire.simulator import RunningSimulator
+from observatoire.store import sync_targets
+from observatoire.sweep import run_sweep
+
+from .conftest import DEMO_CONFIG
+
+EXPECTED = {"open": Outcome.AVAILABLE, "no_slot": Outcome.NO_SLOT,
+            "missing": Outcome.PROCEDURE_MISSING, "retired": Outcome.ERROR,
+            "closed": Outcome.ERROR}  # fmt: skip
+
+
+async def test_outcomes_match_ground_truth(simulator: RunningSimulator,
+                                           clock: VirtualClock) -> None:  # fmt: skip
+    config = load_config(DEMO_CONFIG, simulator_url=simulator.base_url)
+    adapter = get_adapter("legacy_booking")
+    policy = PolitePolicy("observatoire/test (+https://example.org)", 0.0, 5.0)
+    seen: dict[Outcome, int] = {}
+    start = clock.now()
+    try:
+        # Hours picked across the anchor's "missing" and "closed" periods and a normal one.
+        for days_before in (34, 19, 3, 0.5):
+            clock.set(start - timedelta(days=days_before))
+            for target in config.targets:
+                before = len(simulator.state.truth_records())
+                session = policy.session()
+                result = await adapter.probe(target, ProbeContext(session, clock))
+                await session.aclose()
+                records = simulator.state.truth_records()[before:]
+                states = [r for r in records if r.state != "calendar"]
+                assert states, f"{target.id}: the simulator saw no result request"
+                truth = states[-1]
+                if truth.state == "counters":
+                    # The robot stopped at the counter choice: only right if its counter
+                    # was not offered.
+                    assert target.options["planning"] not in (truth.offered or [])
+                    assert result.outcome is Outcome.PROCEDURE_MISSING, (target.id, result)
+                    seen[result.outcome] = seen.get(result.outcome, 0) + 1
+                    continue
+                assert result.outcome is EXPECTED[truth.state], (target.id, truth, result)
+                if truth.state == "open":
+                    assert result.first_slot_at is not None
+                    assert result.first_slot_at == datetime.fromisoformat(truth.first_slot)
+                    # slots counted within 60 days; 0 when the first is further away
+                    assert result.slots_count is not None
+                    assert result.slots_count <= (truth.slots or 0)
+                seen[result.outcome] = seen.get(result.outcome, 0) + 1
+    finally:
+        await policy.aclose()
+    assert set(seen) >= {Outcome.AVAILABLE, Outcome.NO_SLOT, Outcome.PROCEDURE_MISSING,
+                         Outcome.ERROR}  # fmt: skip
+    conduct = simulator.state.conduct.report()
+    assert conduct["violations"] == []
+    assert set(conduct["max_in_flight"].values()) == {1}
+    assert all(ua.startswith("observatoire/") for ua in conduct["user_agents"])
+
+
+async def test_sweep_stores_rows_and_evidence(simulator: RunningSimulator, clock: VirtualClock,
+                                              engine, tmp_path) -> None:  # fmt: skip
+    config = load_config(DEMO_CONFIG, simulator_url=simulator.base_url)
+    sync_targets(engine, config.targets, clock.now())
+    evidence = EvidenceStore(tmp_path / "evidence")
+    policy = PolitePolicy("observatoire/test (+https://example.org)", 0.0, 5.0)
+    try:
+        report = await run_sweep(config.targets, engine=engine, evidence=evidence, policy=policy,
+                                 clock=clock, retry_base=0.0)  # fmt: skip
+    finally:
+        await policy.aclose()
+    assert report.probed == len(config.targets)
+    with Session(engine) as session:
+        rows = session.scalars(select(Probe)).all()
+    assert len(rows) == len(config.targets)
+    for row in rows:
+        assert row.started_at.tzinfo is not None
+        assert row.adapter == "legacy_booking" and row.adapter_version
+        assert row.requests_made >= 1 and row.attempts >= 1
+        assert row.page_sha256 is not None
+        assert evidence.verify(row.page_sha256, "html")
+    retired = [r for r in rows if r.target_id == "42-admission-exceptionnelle-804"]
+    assert retired[0].outcome == "error" and retired[0].detail == "target_retired"
+    assert retired[0].attempts == 1  # a retired link is not retried
+    assert simulator.state.conduct.report()["violations"] == []
+
+
+async def test_politeness_delay_is_kept_between_requests(simulator: RunningSimulator) -> None:
+    import time
+
+    config = load_config(DEMO_CONFIG, simulator_url=simulator.base_url)
+    target = config.target("93-titre-sejour-9845")
+    policy = PolitePolicy("observatoire/test (+https://example.org)", 0.15, 5.0)
+    session = policy.session()
+    t0 = time.monotonic()
+    try:
+        await get_adapter("legacy_booking").probe(target, ProbeContext(session, VirtualClock(
+            datetime.fromisoformat("2026-03-02T09:00:00+00:00"))))  # fmt: skip
+    finally:
+        await session.aclose()
+        await policy.aclose()
+    elapsed = time.monotonic() - t0
+    assert session.requests_made >= 3
+    assert elapsed >= 0.15 * (session.requests_made - 1)
