@@ -34,8 +34,9 @@ def test_every_adapter_has_fixtures_for_the_core_outcomes(name: str) -> None:
     assert {"available", "no_slot", "unrecognized"} <= outcomes
 
 
-@pytest.mark.parametrize(("name", "page", "want"), contract_cases(),
-                         ids=lambda v: v if isinstance(v, str) else "")  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "page", "want"), contract_cases(), ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_contract(name: str, page: str, want: dict[str, object]) -> None:
     adapter = registry()[name]()
     result = adapter.classify((FIXTURES / name / page).read_bytes())

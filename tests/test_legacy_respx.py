@@ -31,11 +31,20 @@ def page(name: str) -> str:
 
 def target(planning: int | None = 14673) -> Target:
     return Target(
-        id="92-remise-titre-12083", department="92", department_name="Hauts-de-Seine",
-        prefecture="Nanterre", procedure="remise-titre", procedure_name="Remise",
-        label="Remise", platform="legacy_booking", url=BASE, enabled=True,
-        interval_minutes=60, site=None, options={"planning": planning, "calendar_days": 60},
-    )  # fmt: skip
+        id="92-remise-titre-12083",
+        department="92",
+        department_name="Hauts-de-Seine",
+        prefecture="Nanterre",
+        procedure="remise-titre",
+        procedure_name="Remise",
+        label="Remise",
+        platform="legacy_booking",
+        url=BASE,
+        enabled=True,
+        interval_minutes=60,
+        site=None,
+        options={"planning": planning, "calendar_days": 60},
+    )
 
 
 async def run(tgt: Target | None = None):  # type: ignore[no-untyped-def]
@@ -52,8 +61,9 @@ async def run(tgt: Target | None = None):  # type: ignore[no-untyped-def]
 
 
 def flow(mock: respx.MockRouter, *, after_counter: str = "no_slot.html") -> None:
-    mock.get(f"{BASE}/0").respond(200, html=page("conditions.html"),
-                                  headers={"Set-Cookie": "eZSESSID=abc; Path=/"})  # fmt: skip
+    mock.get(f"{BASE}/0").respond(
+        200, html=page("conditions.html"), headers={"Set-Cookie": "eZSESSID=abc; Path=/"}
+    )
     mock.post(f"{BASE}/0").respond(302, headers={"Location": f"{BASE}/1"})
     mock.get(f"{BASE}/1").respond(200, html=page("counters.html"))
     mock.post(f"{BASE}/1").respond(302, headers={"Location": f"{BASE}/2"})

@@ -21,13 +21,18 @@ from observatoire.sweep import run_sweep
 
 from .conftest import DEMO_CONFIG
 
-EXPECTED = {"open": Outcome.AVAILABLE, "no_slot": Outcome.NO_SLOT,
-            "missing": Outcome.PROCEDURE_MISSING, "retired": Outcome.ERROR,
-            "closed": Outcome.ERROR}  # fmt: skip
+EXPECTED = {
+    "open": Outcome.AVAILABLE,
+    "no_slot": Outcome.NO_SLOT,
+    "missing": Outcome.PROCEDURE_MISSING,
+    "retired": Outcome.ERROR,
+    "closed": Outcome.ERROR,
+}
 
 
-async def test_outcomes_match_ground_truth(simulator: RunningSimulator,
-                                           clock: VirtualClock) -> None:  # fmt: skip
+async def test_outcomes_match_ground_truth(
+    simulator: RunningSimulator, clock: VirtualClock
+) -> None:
     config = load_config(DEMO_CONFIG, simulator_url=simulator.base_url)
     adapter = get_adapter("legacy_booking")
     policy = PolitePolicy("observatoire/test (+https://example.org)", 0.0, 5.0)
@@ -63,23 +68,34 @@ async def test_outcomes_match_ground_truth(simulator: RunningSimulator,
                 seen[result.outcome] = seen.get(result.outcome, 0) + 1
     finally:
         await policy.aclose()
-    assert set(seen) >= {Outcome.AVAILABLE, Outcome.NO_SLOT, Outcome.PROCEDURE_MISSING,
-                         Outcome.ERROR}  # fmt: skip
+    assert set(seen) >= {
+        Outcome.AVAILABLE,
+        Outcome.NO_SLOT,
+        Outcome.PROCEDURE_MISSING,
+        Outcome.ERROR,
+    }
     conduct = simulator.state.conduct.report()
     assert conduct["violations"] == []
     assert set(conduct["max_in_flight"].values()) == {1}
     assert all(ua.startswith("observatoire/") for ua in conduct["user_agents"])
 
 
-async def test_sweep_stores_rows_and_evidence(simulator: RunningSimulator, clock: VirtualClock,
-                                              engine, tmp_path) -> None:  # fmt: skip
+async def test_sweep_stores_rows_and_evidence(
+    simulator: RunningSimulator, clock: VirtualClock, engine, tmp_path
+) -> None:
     config = load_config(DEMO_CONFIG, simulator_url=simulator.base_url)
     sync_targets(engine, config.targets, clock.now())
     evidence = EvidenceStore(tmp_path / "evidence")
     policy = PolitePolicy("observatoire/test (+https://example.org)", 0.0, 5.0)
     try:
-        report = await run_sweep(config.targets, engine=engine, evidence=evidence, policy=policy,
-                                 clock=clock, retry_base=0.0)  # fmt: skip
+        report = await run_sweep(
+            config.targets,
+            engine=engine,
+            evidence=evidence,
+            policy=policy,
+            clock=clock,
+            retry_base=0.0,
+        )
     finally:
         await policy.aclose()
     assert report.probed == len(config.targets)
@@ -107,8 +123,12 @@ async def test_politeness_delay_is_kept_between_requests(simulator: RunningSimul
     session = policy.session()
     t0 = time.monotonic()
     try:
-        await get_adapter("legacy_booking").probe(target, ProbeContext(session, VirtualClock(
-            datetime.fromisoformat("2026-03-02T09:00:00+00:00"))))  # fmt: skip
+        await get_adapter("legacy_booking").probe(
+            target,
+            ProbeContext(
+                session, VirtualClock(datetime.fromisoformat("2026-03-02T09:00:00+00:00"))
+            ),
+        )
     finally:
         await session.aclose()
         await policy.aclose()

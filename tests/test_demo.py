@@ -1,0 +1,59 @@
+"""The demo end to end: simulator → probes → database → statistics → CSV → site."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from observatoire.db import Probe, make_engine
+from observatoire.demo import run_demo
+
+
+def test_demo_end_to_end(tmp_path: Path) -> None:
+    end = datetime(2026, 4, 2, 12, tzinfo=UTC)
+    report = run_demo(tmp_path / "demo", days=3, every_hours=6, end=end, show_progress=False)
+    assert report.violations == []
+    assert report.max_in_flight == 1
+    assert report.probes == 12 * 13
+    assert report.requests >= 3 * report.probes
+
+    engine = make_engine(report.database_url)
+    with Session(engine) as session:
+        assert session.scalar(select(func.count(Probe.id))) == report.probes
+        first, last = session.execute(
+            select(func.min(Probe.started_at), func.max(Probe.started_at))
+        ).one()
+        adapters = set(session.scalars(select(Probe.adapter).distinct()))
+        no_evidence = session.scalar(
+            select(func.count(Probe.id)).where(Probe.page_sha256.is_(None))
+        )
+    engine.dispose()
+    # Every row comes from a real probe through the real adapter, over the virtual period.
+    assert adapters == {"legacy_booking"}
+    assert no_evidence == 0
+    assert end - timedelta(days=3) <= first < end - timedelta(days=3) + timedelta(hours=1)
+    assert last > end - timedelta(hours=7)
+
+    html = report.site_index.read_text("utf-8")
+    assert "Données simulées" in html
+    assert "Hauts-de-Seine" in html and "Seine-Maritime" in html
+    assert "%" in html
+
+    stats = pd.read_csv(
+        report.export_dir / "stats_mensuelles_departements.csv", dtype={"department": str}
+    )
+    assert set(stats["month"]) == {"2026-03", "2026-04"}
+    assert "92" in set(stats["department"])
+    assert stats["probes"].sum() == report.probes
+
+
+def test_demo_can_rerun_in_place(tmp_path: Path) -> None:
+    end = datetime(2026, 4, 2, 12, tzinfo=UTC)
+    first = run_demo(tmp_path / "d", days=1, every_hours=12, end=end, show_progress=False)
+    second = run_demo(tmp_path / "d", days=1, every_hours=12, end=end, show_progress=False)
+    assert first.probes == second.probes == 2 * 13
+    assert second.outcomes == first.outcomes  # same seed, same virtual time: same truth

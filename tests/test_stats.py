@@ -1,0 +1,147 @@
+"""Monthly statistics on hand-computed cases: Europe/Paris month boundaries (DST
+included), coverage outcomes kept apart, targets without any valid probe."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy.orm import Session
+
+from observatoire.db import Probe, TargetRow
+from observatoire.stats import monthly_stats, paris_months, wilson
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def add_target(session: Session, tid: str, dept: str, name: str, procedure: str = "p") -> None:
+    session.add(
+        TargetRow(
+            id=tid,
+            department=dept,
+            department_name=name,
+            prefecture="X",
+            procedure=procedure,
+            procedure_name=procedure.upper(),
+            label="L",
+            platform="legacy_booking",
+            url=f"http://127.0.0.1/{tid}/booking/create/1",
+            site=None,
+            options={},
+            interval_minutes=60,
+            enabled=True,
+            config_hash="0" * 16,
+            created_at=NOW,
+            updated_at=NOW,
+        )
+    )
+    session.flush()
+
+
+def add_probe(session: Session, tid: str, at: str, outcome: str) -> None:
+    when = datetime.fromisoformat(at)
+    session.add(
+        Probe(
+            target_id=tid,
+            started_at=when,
+            finished_at=when,
+            outcome=outcome,
+            detail="",
+            requests_made=1,
+            attempts=1,
+            duration_ms=1,
+            adapter="legacy_booking",
+            adapter_version="1.0",
+            robot_version="0",
+            mode="auto",
+        )
+    )
+
+
+@pytest.fixture
+def filled(engine):  # type: ignore[no-untyped-def]
+    with Session(engine) as s, s.begin():
+        add_target(s, "92-a", "92", "Hauts-de-Seine", "renouvellement")
+        add_target(s, "92-b", "92", "Hauts-de-Seine", "naturalisation")
+        add_target(s, "2a-c", "2A", "Corse-du-Sud")
+        # 92-a, March 2026 (Paris): 3 no_slot, 1 available, 1 procedure_missing, 1 error.
+        add_probe(s, "92-a", "2026-02-28T23:30:00+00:00", "no_slot")  # 1 March 00:30 CET
+        add_probe(s, "92-a", "2026-03-10T10:00:00+00:00", "no_slot")
+        add_probe(s, "92-a", "2026-03-29T01:30:00+00:00", "no_slot")  # DST night
+        add_probe(s, "92-a", "2026-03-15T10:00:00+00:00", "available")
+        add_probe(s, "92-a", "2026-03-16T10:00:00+00:00", "procedure_missing")
+        add_probe(s, "92-a", "2026-03-17T10:00:00+00:00", "error")
+        # 31 March 22:30 UTC is 1 April 00:30 in Paris (CEST): April.
+        add_probe(s, "92-a", "2026-03-31T22:30:00+00:00", "available")
+        # 92-b, March: 1 blocked, 1 no_slot.
+        add_probe(s, "92-b", "2026-03-20T10:00:00+00:00", "blocked")
+        add_probe(s, "92-b", "2026-03-21T10:00:00+00:00", "no_slot")
+        # 2A: only coverage failures in March: no valid probe.
+        add_probe(s, "2a-c", "2026-03-05T10:00:00+00:00", "unrecognized")
+        add_probe(s, "2a-c", "2026-03-06T10:00:00+00:00", "error")
+    return engine
+
+
+def row(frame, **keys):  # type: ignore[no-untyped-def]
+    mask = True
+    for k, v in keys.items():
+        mask = mask & (frame[k] == v)
+    found = frame[mask]
+    assert len(found) == 1, found
+    return found.iloc[0]
+
+
+def test_department_months(filled) -> None:  # type: ignore[no-untyped-def]
+    frame = monthly_stats(filled, "department")
+    march = row(frame, department="92", month="2026-03")
+    assert march["probes"] == 8
+    assert (march["no_slot"], march["available"], march["procedure_missing"]) == (4, 1, 1)
+    assert (march["blocked"], march["error"], march["unrecognized"]) == (1, 1, 0)
+    assert march["valid"] == 6 and march["no_way"] == 5
+    assert march["share_no_way"] == pytest.approx(5 / 6)
+    low, high = wilson(5, 6)
+    assert march["share_low"] == pytest.approx(low) and march["share_high"] == pytest.approx(high)
+    assert bool(march["small_sample"]) is True
+    april = row(frame, department="92", month="2026-04")
+    assert april["available"] == 1 and april["share_no_way"] == 0
+    corsica = row(frame, department="2A", month="2026-03")
+    assert corsica["valid"] == 0 and math.isnan(corsica["share_no_way"])
+    assert corsica["probes"] == 2  # coverage failures stay visible
+    assert set(frame["month"]) == {"2026-03", "2026-04"}
+
+
+def test_department_procedure_and_national(filled) -> None:  # type: ignore[no-untyped-def]
+    by_proc = monthly_stats(filled, "department_procedure")
+    natu = row(by_proc, department="92", procedure="naturalisation", month="2026-03")
+    assert (natu["valid"], natu["no_way"], natu["blocked"]) == (1, 1, 1)
+    national = monthly_stats(filled, "national")
+    march = row(national, month="2026-03")
+    assert march["probes"] == 10  # 11 probes, one of them in April (Paris time)
+    assert march["valid"] == 6 and march["no_way"] == 5
+
+
+def test_empty_database_gives_empty_frame(engine) -> None:  # type: ignore[no-untyped-def]
+    assert monthly_stats(engine, "department").empty
+
+
+def test_wilson_known_value() -> None:
+    low, high = wilson(4, 5)
+    assert low == pytest.approx(0.3755, abs=1e-4)
+    assert high == pytest.approx(0.9638, abs=1e-4)
+    assert wilson(0, 10)[0] == 0.0
+    assert all(math.isnan(x) for x in wilson(0, 0))
+
+
+def test_paris_months_bounds_follow_dst() -> None:
+    months = paris_months(datetime(2026, 2, 15, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC))
+    labels = [m.label for m in months]
+    assert labels[0] == "2026-02" and labels[-1] == "2026-11" and len(labels) == 10
+    april = months[2]
+    assert april.start == datetime(2026, 3, 31, 22, 0, tzinfo=UTC)  # CEST
+    november = months[-1]
+    assert november.start == datetime(2026, 10, 31, 23, 0, tzinfo=UTC)  # CET
+    december_2025 = paris_months(
+        datetime(2025, 12, 31, 23, 30, tzinfo=UTC), datetime(2025, 12, 31, 23, 30, tzinfo=UTC)
+    )
+    assert [m.label for m in december_2025] == ["2026-01"]
