@@ -33,6 +33,30 @@ def percent(value: float | None, digits: int = 0) -> str:
     return f"{text}\u202f%"
 
 
+MONTHS_FR = (
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+)
+
+
+def month_fr(label: str | None) -> str:
+    """'2026-03' -> 'mars 2026'."""
+    if not label:
+        return "—"
+    year, month = label.split("-")
+    return f"{MONTHS_FR[int(month) - 1]} {year}"
+
+
 def paris_time(value: datetime | None) -> str:
     if value is None:
         return "—"
@@ -49,6 +73,7 @@ def environment() -> Environment:
     )
     env.filters["percent"] = percent
     env.filters["paris_time"] = paris_time
+    env.filters["month_fr"] = month_fr
     return env
 
 
