@@ -13,6 +13,8 @@ class Request:
     query: dict[str, str]
     form: dict[str, list[str]]
     headers: dict[str, str]
+    #: The fault injected into this request, if any (platform modules render some).
+    fault: str | None = None
 
     @property
     def cookies(self) -> dict[str, str]:
@@ -34,6 +36,9 @@ class Response:
     body: bytes = b""
     content_type: str = "text/html; charset=utf-8"
     headers: list[tuple[str, str]] = field(default_factory=list)
+    #: A transport-level misbehaviour instead of a normal answer:
+    #: "hang", "reset", "truncate" or "blackhole".
+    action: str | None = None
 
     @classmethod
     def html(cls, text: str, status: int = 200) -> Response:

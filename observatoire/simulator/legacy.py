@@ -26,6 +26,16 @@ from observatoire.simulator.scenario import LegacyForm, LegacySite, Period, Plan
 if TYPE_CHECKING:
     from observatoire.simulator.server import SimulatorState
 
+NEW_WORDING = "Aucune plage horaire n'est disponible pour le moment. Merci de réessayer plus tard."
+#: The same words in a new structure (a redesign that keeps the texts).
+LAYOUT_CHANGES = (
+    ('name="create" id="FormBookingCreate"', 'name="rdv" id="booking-form-v2"'),
+    ('id="global_Booking"', 'class="page-rdv"'),
+    ('id="inner_Booking"', 'class="contenu-rdv"'),
+    ('id="fchoix_Booking"', 'class="choix"'),
+    ("<h2>", '<p class="titre">'),
+    ("</h2>", "</p>"),
+)
 NO_SLOT_TEXT = (
     "Il n'existe plus de plage horaire libre pour votre demande de rendez-vous. "
     "Veuillez recommencer ultérieurement."
@@ -187,6 +197,14 @@ class LegacyModule:
                 f"booking continued past the availability result (step {step})", request
             )
         response = self._step(site, form, session, step, request, base, now)
+        if request.fault in ("changed_layout", "new_wording") and response.body:
+            page = response.body.decode("utf-8")
+            if request.fault == "new_wording":
+                page = page.replace(NO_SLOT_TEXT, NEW_WORDING)
+            else:
+                for old, new in LAYOUT_CHANGES:
+                    page = page.replace(old, new)
+            response.body = page.encode("utf-8")
         return self._with_cookie(response, site, sid)
 
     def _step(

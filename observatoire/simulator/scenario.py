@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _M(BaseModel):
@@ -75,12 +75,50 @@ class LegacySite(_M):
     forms: list[LegacyForm]
 
 
+FAULT_KINDS: dict[str, str] = {
+    "connect_timeout": "the server never accepts the connection",
+    "read_timeout": "the server accepts, then never answers",
+    "connection_reset": "the connection is reset (TCP RST) before any answer",
+    "http_500": "500 Internal Server Error",
+    "http_502": "502 Bad Gateway, an HTML page from the reverse proxy",
+    "maintenance_503": "503 maintenance page with Retry-After",
+    "waf_403": "403 page from a web application firewall",
+    "rate_limit_429": "429 Too Many Requests with Retry-After",
+    "captcha": "a captcha page instead of the expected one",
+    "waiting_room": "a virtual waiting-room page",
+    "changed_layout": "the same words in a new page structure",
+    "new_wording": "the no-slot message reworded",
+    "truncated_body": "the body stops before its announced length",
+    "redirect_loop": "redirects that never end",
+    "charset_latin1_as_utf8": "ISO-8859-1 bytes labelled UTF-8",
+    "charset_utf8_as_latin1": "UTF-8 bytes labelled ISO-8859-1",
+}
+
+
+class FaultRule(_M):
+    kind: str
+    #: Applies to request paths starting with this (e.g. "/www.herault.gouv.fr/").
+    path_prefix: str = "/"
+    #: Share of matching requests that fail (deterministic given the seed).
+    share: float = Field(default=1.0, ge=0, le=1)
+    #: Only during this period (relative to the scenario's anchor); always if absent.
+    period: Period | None = None
+
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {value!r}; known: {', '.join(FAULT_KINDS)}")
+        return value
+
+
 class Scenario(_M):
     seed: int = 0
     #: The instant periods are counted from; when absent, the simulator's start time.
     anchor: datetime | None = None
     profiles: dict[str, Profile]
     legacy_sites: list[LegacySite] = Field(default_factory=list)
+    faults: list[FaultRule] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _profiles_exist(self) -> Scenario:

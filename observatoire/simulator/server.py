@@ -8,6 +8,9 @@ conduct (requests in flight per host, steps it must never reach).
 from __future__ import annotations
 
 import json
+import select
+import socket
+import struct
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,6 +20,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from observatoire.clock import Clock, SystemClock
+from observatoire.simulator.faults import (
+    CHARSET_FAULTS,
+    PLATFORM_FAULTS,
+    FaultBoard,
+    apply_charset_fault,
+    fault_response,
+)
 from observatoire.simulator.http import Request, Response
 from observatoire.simulator.legacy import LegacyModule
 from observatoire.simulator.scenario import Scenario, load_scenario
@@ -79,6 +89,10 @@ class SimulatorState:
         self.scenario = scenario
         self.clock = clock
         self.anchor = scenario.anchor or clock.now()
+        self.faults = FaultBoard(scenario.seed, list(scenario.faults))
+        #: How long a "read_timeout" fault keeps the connection silent.
+        self.hang_seconds = 5.0
+        self.blackhole_url = ""
         self.conduct = Conduct()
         self._truth_lock = threading.Lock()
         self.truth: list[TruthRecord] = []
@@ -124,6 +138,25 @@ class SimulatorState:
     def dispatch(self, request: Request) -> Response:
         if request.path.startswith("/_sim/"):
             return self._control(request)
+        fault = self.faults.pick(request.path, self.anchor, self.clock.now())
+        if fault is not None and fault not in PLATFORM_FAULTS | CHARSET_FAULTS:
+            response = fault_response(fault, request)
+            if response is not None:
+                self.record(
+                    site=request.path.split("/")[1], state="fault", request=request, fault=fault
+                )
+                if response.action == "blackhole":
+                    return Response.redirect(self.blackhole_url + request.path)
+                return response
+        request.fault = fault
+        response = self._route(request)
+        if fault in CHARSET_FAULTS:
+            response = apply_charset_fault(fault, response)
+        elif fault == "truncated_body":
+            response.action = "truncate"
+        return response
+
+    def _route(self, request: Request) -> Response:
         _, _, rest = request.path.partition("/")
         host, slash, tail = rest.partition("/")
         site = self.legacy_sites.get(host)
@@ -174,6 +207,9 @@ class _Handler(BaseHTTPRequestHandler):
             state.conduct.enter(host, self.headers.get("User-Agent", ""))
         try:
             response = state.dispatch(request)
+            if response.action is not None:
+                self._misbehave(response)
+                return
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
             self.send_header("Content-Length", str(len(response.body)))
@@ -188,6 +224,28 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             if track:
                 state.conduct.leave(host)
+
+    def _misbehave(self, response: Response) -> None:
+        self.close_connection = True
+        if response.action == "hang":
+            # Stay silent, but notice when the robot gives up and closes the connection:
+            # an abandoned request is no longer in flight.
+            deadline = time.monotonic() + self.server.state.hang_seconds
+            while (left := deadline - time.monotonic()) > 0:
+                ready, _, _ = select.select([self.connection], [], [], min(left, 0.05))
+                if ready and not self.connection.recv(1, socket.MSG_PEEK):
+                    break
+        elif response.action == "reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        elif response.action == "truncate":
+            body = response.body or b"x" * 2000
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in response.headers:
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
 
     do_GET = _serve
     do_POST = _serve
@@ -206,6 +264,7 @@ class RunningSimulator:
 
     server: _Server
     thread: threading.Thread
+    blackhole: list[socket.socket] = field(default_factory=list)
 
     @property
     def state(self) -> SimulatorState:
@@ -216,10 +275,18 @@ class RunningSimulator:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
 
+    def set_faults(self, rules: list[Any]) -> None:
+        """Replace the active fault rules (FaultRule objects or dicts)."""
+        from observatoire.simulator.faults import FaultRule
+
+        self.state.faults.set([r if isinstance(r, FaultRule) else FaultRule(**r) for r in rules])
+
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+        for sock in self.blackhole:
+            sock.close()
 
     def __enter__(self) -> RunningSimulator:
         return self
@@ -239,7 +306,25 @@ def start_simulator(
         raise ValueError("the simulator only listens on loopback")
     server = _Server((host, port), _Handler)
     server.state = SimulatorState(scenario or load_scenario(), clock or SystemClock())
-    thread = threading.Thread(target=server.serve_forever, name="simulator", daemon=True)
+    blackhole = _blackhole(host)
+    server.state.blackhole_url = "http://{}:{}".format(*blackhole[0].getsockname()[:2])
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="simulator", daemon=True
+    )
     thread.start()
-    time.sleep(0)  # let the thread enter serve_forever
-    return RunningSimulator(server, thread)
+    return RunningSimulator(server, thread, blackhole)
+
+
+def _blackhole(host: str) -> list[socket.socket]:
+    """A listener whose accept queue is full and never drained: connecting to it times
+    out, as with a server that drops SYNs."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((host, 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        filler.setblocking(False)
+        filler.connect_ex(listener.getsockname())
+        fillers.append(filler)
+    return [listener, *fillers]

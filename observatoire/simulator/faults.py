@@ -1,0 +1,121 @@
+"""Fault injection: every way a real booking site misbehaves, switchable per path
+prefix (a site, a form) and for a share of requests, optionally only during a period.
+
+Some faults hide the truth (the robot must then record neither `no_slot` nor
+`available`); others leave it visible (changed layout with the same words, a
+mislabelled charset): the robot must then record the truth or `unrecognized`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+
+from observatoire.simulator.availability import unit
+from observatoire.simulator.http import Request, Response
+from observatoire.simulator.scenario import FAULT_KINDS, FaultRule
+
+__all__ = ["FAULT_KINDS", "FaultBoard", "FaultRule"]
+
+#: Faults after which the truth is still on the page.
+TRUTH_VISIBLE = frozenset({"changed_layout", "charset_latin1_as_utf8", "charset_utf8_as_latin1"})
+#: Faults the platform module renders itself (the page changes, not the transport).
+PLATFORM_FAULTS = frozenset({"changed_layout", "new_wording", "truncated_body"})
+CHARSET_FAULTS = frozenset({"charset_latin1_as_utf8", "charset_utf8_as_latin1"})
+
+
+@dataclass
+class FaultBoard:
+    """The active fault rules; tests change them while the simulator runs."""
+
+    seed: int
+    rules: list[FaultRule]
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counter = 0
+
+    def set(self, rules: list[FaultRule]) -> None:
+        with self._lock:
+            self.rules = list(rules)
+
+    def pick(self, path: str, anchor: datetime, now: datetime) -> str | None:
+        with self._lock:
+            self._counter += 1
+            counter = self._counter
+            rules = list(self.rules)
+        for index, rule in enumerate(rules):
+            if not path.startswith(rule.path_prefix):
+                continue
+            if rule.period is not None and not rule.period.contains(anchor, now):
+                continue
+            if rule.share >= 1 or unit(self.seed, "fault", index, counter) < rule.share:
+                return rule.kind
+        return None
+
+
+PROXY_502 = (
+    "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"
+    "</h1></center><hr><center>nginx</center></body></html>"
+)
+MAINTENANCE = (
+    '<!DOCTYPE html><html lang="fr"><head><meta charset="utf-8"><title>Maintenance</title>'
+    "</head><body><h1>Site en maintenance</h1><p>Le service est momentanément "
+    "indisponible. Merci de revenir plus tard.</p></body></html>"
+)
+WAF = (
+    "<html><head><title>Request Rejected</title></head><body>Request forbidden by "
+    "administrative rules.</body></html>"
+)
+CAPTCHA = (
+    '<!DOCTYPE html><html lang="fr"><head><meta charset="utf-8"><title>Vérification</title>'
+    '</head><body><h1>Contrôle de sécurité</h1><form method="post"><img id="captcha-image" '
+    'src="/captcha.png" alt="captcha"><input name="captcha_answer"><button>Valider</button>'
+    "</form></body></html>"
+)
+WAITING = (
+    '<!DOCTYPE html><html lang="fr"><head><meta charset="utf-8"><title>File d\'attente'
+    "</title></head><body><h1>Forte affluence</h1><p>Vous êtes dans la file d'attente "
+    "virtuelle. Temps d'attente estimé : 12 minutes. Ne fermez pas cette page.</p></body></html>"
+)
+
+
+def fault_response(kind: str, request: Request) -> Response | None:
+    """The response for a transport or page fault; None for platform-rendered faults."""
+    if kind == "connect_timeout":
+        return Response(action="blackhole")
+    if kind == "read_timeout":
+        return Response(action="hang")
+    if kind == "connection_reset":
+        return Response(action="reset")
+    if kind == "http_500":
+        return Response(500, b"Internal Server Error", "text/plain")
+    if kind == "http_502":
+        return Response(502, PROXY_502.encode(), "text/html")
+    if kind == "maintenance_503":
+        return Response(503, MAINTENANCE.encode(), headers=[("Retry-After", "120")])
+    if kind == "waf_403":
+        return Response(403, WAF.encode(), "text/html")
+    if kind == "rate_limit_429":
+        return Response(429, b"Too Many Requests", "text/plain", [("Retry-After", "60")])
+    if kind == "captcha":
+        return Response.html(CAPTCHA)
+    if kind == "waiting_room":
+        return Response.html(WAITING)
+    if kind == "redirect_loop":
+        target = request.path + ("/" if not request.path.endswith("/") else "")
+        if request.path.endswith("/"):
+            target = request.path.rstrip("/")
+        return Response.redirect(target)
+    return None
+
+
+def apply_charset_fault(kind: str, response: Response) -> Response:
+    if kind == "charset_latin1_as_utf8" and response.content_type.startswith("text/html"):
+        text = response.body.decode("utf-8")
+        response.body = text.encode("latin-1", errors="replace")
+        response.content_type = "text/html; charset=utf-8"
+    elif kind == "charset_utf8_as_latin1" and response.content_type.startswith("text/html"):
+        response.content_type = "text/html; charset=iso-8859-1"
+    return response
