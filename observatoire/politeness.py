@@ -9,11 +9,13 @@ an error.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
+import certifi
 import httpx
 
 MAX_REDIRECTS = 8
@@ -21,6 +23,17 @@ MAX_REDIRECTS = 8
 #: recorded as blocked (`host_paused`) and the host stays paused.
 MAX_INLINE_PAUSE_SECONDS = 120.0
 MAX_PAUSE_SECONDS = 6 * 3600.0
+
+
+_SSL_CONTEXT: ssl.SSLContext | None = None
+
+
+def ssl_context() -> ssl.SSLContext:
+    """One verified TLS context per process (building one costs tens of milliseconds)."""
+    global _SSL_CONTEXT
+    if _SSL_CONTEXT is None:
+        _SSL_CONTEXT = ssl.create_default_context(cafile=certifi.where())
+    return _SSL_CONTEXT
 
 
 class TooManyRedirects(Exception):
@@ -87,7 +100,7 @@ class PolitePolicy:
         self.timeout = httpx.Timeout(timeout)
         self.max_inline_pause = max_inline_pause
         self._transport = _SharedTransport(
-            transport or httpx.AsyncHTTPTransport(retries=0, http2=False)
+            transport or httpx.AsyncHTTPTransport(verify=ssl_context(), retries=0, http2=False)
         )
         self._inner = transport
         self.gates: dict[str, HostGate] = {}
