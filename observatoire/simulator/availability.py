@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
 from observatoire.clock import PARIS
-from observatoire.simulator.scenario import Profile
+from observatoire.simulator.scenario import Profile, Release
 
 HORIZON_DAYS = 120
 
@@ -32,15 +32,35 @@ class SlotState:
         return self.slots[0] if self.slots else None
 
 
+def _in_release(profile: Profile, local: datetime) -> Release | None:
+    for release in profile.releases:
+        if local.weekday() != release.weekday:
+            continue
+        hh, mm = map(int, release.time.split(":"))
+        start = local.replace(hour=hh, minute=mm, second=0, microsecond=0)
+        if start <= local < start + timedelta(minutes=release.minutes):
+            return release
+    return None
+
+
 def slot_state(seed: int, key: str, at: datetime, profile: Profile) -> SlotState:
     hour = int(at.timestamp() // 3600)
     local = at.astimezone(PARIS)
-    chance = profile.open_probability * profile.weekday_factor[local.weekday()]
-    if unit(seed, key, hour, "open") >= chance:
-        return SlotState(False, ())
-    low, high = profile.lead_days
+    release = _in_release(profile, local)
+    if release is not None:
+        lead_bounds, count_bounds = release.lead_days, release.slots
+    else:
+        chance = (
+            profile.open_probability
+            * profile.weekday_factor[local.weekday()]
+            * profile.hour_factor[local.hour]
+        )
+        if unit(seed, key, hour, "open") >= chance:
+            return SlotState(False, ())
+        lead_bounds, count_bounds = profile.lead_days, profile.slots
+    low, high = lead_bounds
     lead = low + unit(seed, key, hour, "lead") * (high - low)
-    count_low, count_high = profile.slots
+    count_low, count_high = count_bounds
     count = count_low + int(unit(seed, key, hour, "count") * (count_high - count_low + 1))
     slots: list[datetime] = []
     day = local.date() + timedelta(days=max(1, round(lead)))

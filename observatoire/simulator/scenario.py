@@ -14,6 +14,16 @@ class _M(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Release(_M):
+    """A weekly release of slots (e.g. Mondays at 09:00), gone within minutes."""
+
+    weekday: int = Field(ge=0, le=6)  # Monday = 0
+    time: str = Field(pattern=r"^\d{2}:\d{2}$")  # Europe/Paris
+    minutes: int = Field(gt=0)
+    lead_days: tuple[float, float] = (14.0, 45.0)
+    slots: tuple[int, int] = (5, 20)
+
+
 class Profile(_M):
     """How often slots exist and how far ahead the first one is."""
 
@@ -27,6 +37,12 @@ class Profile(_M):
     lead_days: tuple[float, float] = (1.0, 30.0)
     #: Number of slots offered over the next 60 days when open.
     slots: tuple[int, int] = (1, 6)
+    #: Multipliers of the chance per hour of the day (Europe/Paris), 0 h first.
+    hour_factor: list[float] = Field(
+        default_factory=lambda: [1.0] * 24, min_length=24, max_length=24
+    )
+    #: Weekly releases: slots open during these windows whatever the chance above.
+    releases: list[Release] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _ordered(self) -> Profile:
@@ -112,23 +128,86 @@ class FaultRule(_M):
         return value
 
 
+class Demarche(_M):
+    """A form on démarches-simplifiées: open unless in a closed or absent period."""
+
+    slug: str
+    title: str
+    description: str = ""
+    closed: list[Period] = Field(default_factory=list)
+    absent: list[Period] = Field(default_factory=list)
+
+
+class DemarchesSite(_M):
+    host: str
+    demarches: list[Demarche]
+
+
+class Motive(_M):
+    key: str
+    label: str
+    profile: str
+    missing: list[Period] = Field(default_factory=list)
+
+
+class EAppointmentSite(_M):
+    host: str
+    #: The application's path segment, e.g. "eAppointmentpref94".
+    app: str
+    #: The entry page under element/jsp/specific/, e.g. "pref94.jsp".
+    entry: str
+    sitekey: str
+    postal_codes: list[str]
+    motives: list[Motive]
+
+
+class RdvDemarche(_M):
+    id: int
+    title: str
+    profile: str
+    missing: list[Period] = Field(default_factory=list)
+
+
+class RdvPrefectureSite(_M):
+    host: str
+    demarches: list[RdvDemarche]
+
+
 class Scenario(_M):
     seed: int = 0
     #: The instant periods are counted from; when absent, the simulator's start time.
     anchor: datetime | None = None
     profiles: dict[str, Profile]
     legacy_sites: list[LegacySite] = Field(default_factory=list)
+    demarches_sites: list[DemarchesSite] = Field(default_factory=list)
+    eappointment_sites: list[EAppointmentSite] = Field(default_factory=list)
+    rdv_prefecture_sites: list[RdvPrefectureSite] = Field(default_factory=list)
     faults: list[FaultRule] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _profiles_exist(self) -> Scenario:
-        for site in self.legacy_sites:
-            for form in site.forms:
-                for planning in form.plannings:
-                    if planning.profile not in self.profiles:
-                        raise ValueError(
-                            f"planning {planning.id}: unknown profile {planning.profile!r}"
-                        )
+        used = [
+            (f"planning {p.id}", p.profile)
+            for site in self.legacy_sites
+            for form in site.forms
+            for p in form.plannings
+        ]
+        used += [
+            (f"motive {m.key}", m.profile) for site in self.eappointment_sites for m in site.motives
+        ]
+        used += [
+            (f"démarche {d.id}", d.profile)
+            for site in self.rdv_prefecture_sites
+            for d in site.demarches
+        ]
+        for what, profile in used:
+            if profile not in self.profiles:
+                raise ValueError(f"{what}: unknown profile {profile!r}")
+        hosts = [s.host for s in self.legacy_sites] + [s.host for s in self.demarches_sites]
+        hosts += [s.host for s in self.eappointment_sites]
+        hosts += [s.host for s in self.rdv_prefecture_sites]
+        if len(hosts) != len(set(hosts)):
+            raise ValueError("a simulated host is declared twice")
         return self
 
 

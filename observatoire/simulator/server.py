@@ -20,6 +20,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from observatoire.clock import Clock, SystemClock
+from observatoire.simulator.demarches import DemarchesModule
+from observatoire.simulator.eappointment import EAppointmentModule
 from observatoire.simulator.faults import (
     CHARSET_FAULTS,
     PLATFORM_FAULTS,
@@ -29,6 +31,7 @@ from observatoire.simulator.faults import (
 )
 from observatoire.simulator.http import Request, Response
 from observatoire.simulator.legacy import LegacyModule
+from observatoire.simulator.rdvpref import RdvPrefectureModule
 from observatoire.simulator.scenario import Scenario, load_scenario
 
 
@@ -97,7 +100,19 @@ class SimulatorState:
         self._truth_lock = threading.Lock()
         self.truth: list[TruthRecord] = []
         self.legacy = LegacyModule(self)
-        self.legacy_sites = {site.host: site for site in scenario.legacy_sites}
+        self.demarches = DemarchesModule(self)
+        self.eappointment = EAppointmentModule(self)
+        self.rdvpref = RdvPrefectureModule(self)
+        # host -> (module, site)
+        self.hosts: dict[str, tuple[Any, Any]] = {}
+        for site in scenario.legacy_sites:
+            self.hosts[site.host] = (self.legacy, site)
+        for site in scenario.demarches_sites:
+            self.hosts[site.host] = (self.demarches, site)
+        for site in scenario.eappointment_sites:
+            self.hosts[site.host] = (self.eappointment, site)
+        for site in scenario.rdv_prefecture_sites:
+            self.hosts[site.host] = (self.rdvpref, site)
 
     def record(
         self,
@@ -159,11 +174,11 @@ class SimulatorState:
     def _route(self, request: Request) -> Response:
         _, _, rest = request.path.partition("/")
         host, slash, tail = rest.partition("/")
-        site = self.legacy_sites.get(host)
-        if site is not None:
-            return self.legacy.handle(site, slash + tail, request)
+        if host in self.hosts:
+            module, site = self.hosts[host]
+            return module.handle(site, slash + tail, request)
         if request.path in ("", "/"):
-            links = "".join(f'<li><a href="/{h}/">{h}</a></li>' for h in self.legacy_sites)
+            links = "".join(f'<li><a href="/{h}/">{h}</a></li>' for h in self.hosts)
             return Response.html(f"<h1>observatoire — simulateur</h1><ul>{links}</ul>")
         return Response.html("<h1>Not Found</h1>", 404)
 
@@ -175,6 +190,8 @@ class SimulatorState:
             payload = [asdict(r) for r in self.truth_records()]
         elif request.path == "/_sim/clock":
             payload = {"now": self.clock.now().isoformat()}
+        elif request.path.startswith("/_sim/captcha/"):
+            payload = {"answer": self.rdvpref.answer(request.path.rsplit("/", 1)[1])}
         else:
             return Response(404, b"{}", "application/json")
         return Response(200, json.dumps(payload).encode(), "application/json")
