@@ -8,6 +8,7 @@ import csv
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -196,12 +197,15 @@ def _pydantic_message(err: dict[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def load_config(path: Path | str, simulator_url: str | None = None) -> Config:
+def load_config(
+    path: Path | str, simulator_url: str | Callable[[str], str] | None = None
+) -> Config:
     """Read and validate a targets file. Raises ConfigError listing every problem.
 
-    `simulator_url` replaces the `{simulator}` placeholder used by `config/demo.yaml`;
-    without it a placeholder is reported as an error, so a demo file is never probed
-    against nothing.
+    `simulator_url` replaces the `{simulator}` placeholder used by `config/demo.yaml`
+    (a function receives the simulated host that follows the placeholder, for a
+    simulator serving each host on its own port); without it a placeholder is reported
+    as an error, so a demo file is never probed against nothing.
     """
     path = Path(path)
     name = str(path)
@@ -215,7 +219,15 @@ def load_config(path: Path | str, simulator_url: str | None = None) -> Config:
         raise ConfigError([ConfigIssue(name, 0, "", f"cannot read: {exc.strerror}")]) from None
 
     if SIMULATOR_PLACEHOLDER in text and simulator_url is not None:
-        text = text.replace(SIMULATOR_PLACEHOLDER, simulator_url.rstrip("/"))
+        if callable(simulator_url):
+            resolve = simulator_url
+            text = re.sub(
+                r"\{simulator\}/([^/\s\"']+)",
+                lambda m: f"{resolve(m.group(1)).rstrip('/')}/{m.group(1)}",
+                text,
+            )
+        else:
+            text = text.replace(SIMULATOR_PLACEHOLDER, simulator_url.rstrip("/"))
     try:
         doc = load_located(text)
     except YamlLoadError as exc:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from observatoire.browser import BrowserPool
 from observatoire.clock import VirtualClock
 from observatoire.config import load_config
 from observatoire.db import make_engine
@@ -85,8 +86,8 @@ def run_demo(
 
     outcomes: dict[str, int] = {}
     probes = requests = 0
-    with start_simulator(scenario, clock) as simulator:
-        config = load_config(config_path, simulator_url=simulator.base_url)
+    with start_simulator(scenario, clock, spread=True) as simulator:
+        config = load_config(config_path, simulator_url=simulator.base_url_for)
         sync_targets(engine, config.targets, start)
 
         async def sweep_all(progress: Progress | None) -> None:
@@ -95,11 +96,23 @@ def run_demo(
             # in flight per host (the simulator checks it).
             policy = PolitePolicy(settings.user_agent, min_delay=0.0, timeout=10.0)
             task = progress.add_task("sondages", total=len(rounds)) if progress else None
+            browser = BrowserPool(settings.user_agent)
+            last: dict[str, datetime] = {}
             try:
                 for when in rounds:
                     clock.set(when)
+                    # Each target keeps its own cadence (browser targets are slower).
+                    due = [
+                        t
+                        for t in config.targets
+                        if t.id not in last
+                        or when - last[t.id] >= timedelta(minutes=t.interval_minutes)
+                    ]
+                    for t in due:
+                        last[t.id] = when
                     report = await run_sweep(
-                        config.targets,
+                        due,
+                        browser=browser,
                         engine=engine,
                         evidence=evidence,
                         policy=policy,
@@ -116,6 +129,7 @@ def run_demo(
                         progress.update(task, advance=1, description=f"sondages ({probes} faits)")
             finally:
                 await policy.aclose()
+                await browser.close()
 
         if show_progress:
             columns = (

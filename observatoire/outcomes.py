@@ -1,8 +1,9 @@
 """The outcome taxonomy: the heart of every figure we publish.
 
-Only `available`, `no_slot` and `procedure_missing` are valid observations of the
-booking system. The others measure the robot's own coverage and are published as
-such, never dropped and never counted as "no slot".
+Only `available`, `no_slot`, `procedure_missing` (and `form_open`, for request forms
+where no slot can be seen) are valid observations of the booking system. The others
+measure the robot's own coverage and are published as such, never dropped and never
+counted as "no slot".
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ class Outcome(StrEnum):
     AVAILABLE = "available"
     NO_SLOT = "no_slot"
     PROCEDURE_MISSING = "procedure_missing"
+    #: A request form (démarches-simplifiées) is open: the procedure can be started, but
+    #: no slot is observable (the queue is internal). Valid, and not "no way to book";
+    #: never counted as `available`, which means a dated slot was offered.
+    FORM_OPEN = "form_open"
     BLOCKED = "blocked"
     ERROR = "error"
     UNRECOGNIZED = "unrecognized"
@@ -31,7 +36,9 @@ class Outcome(StrEnum):
         return self in (Outcome.ERROR, Outcome.UNRECOGNIZED)
 
 
-VALID_OUTCOMES = frozenset({Outcome.AVAILABLE, Outcome.NO_SLOT, Outcome.PROCEDURE_MISSING})
+VALID_OUTCOMES = frozenset(
+    {Outcome.AVAILABLE, Outcome.NO_SLOT, Outcome.PROCEDURE_MISSING, Outcome.FORM_OPEN}
+)
 #: Valid outcomes where a person could not book (CE 18 Feb 2022 n° 455740 counts a
 #: procedure that cannot be selected as a failure to book).
 NO_WAY_TO_BOOK = frozenset({Outcome.NO_SLOT, Outcome.PROCEDURE_MISSING})

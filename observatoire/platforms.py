@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Options(BaseModel):
@@ -39,8 +39,70 @@ class DemarchesSimplifieesOptions(_Options):
     pass
 
 
+#: Fields the robot must never fill: it never submits personal data.
+PERSONAL_FIELD = re.compile(
+    r"nom|name|pr[ée]nom|mail|t[ée]l|phone|naissance|birth|adresse|address|passe?port|"
+    r"agdref|[ée]tranger|nationalit|sexe|gender|iban|password|mot.?de.?passe",
+    re.I,
+)
+ATTRIBUTE_NAMES = re.compile(r"\b(name|id|type|class|for)\s*[*^$|~]?=", re.I)
+
+
+def looks_personal(identifier: str) -> bool:
+    """True when a selector, field name, id or label designates personal data."""
+    return bool(PERSONAL_FIELD.search(ATTRIBUTE_NAMES.sub(" ", identifier)))
+
+
+ACTIONS = ("goto", "click", "check", "select", "fill", "wait_for")
+
+
+class ScriptStep(_Options):
+    """One step: exactly one action. `select` and `fill` take `value`; `fill` only for
+    non-personal fields (postal code, a search box)."""
+
+    goto: str | None = None
+    click: str | None = None
+    check: str | None = None
+    select: str | None = None
+    fill: str | None = None
+    wait_for: str | None = None
+    value: str | None = None
+    timeout_s: float = Field(default=20.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _one_action(self) -> ScriptStep:
+        chosen = [a for a in ACTIONS if getattr(self, a) is not None]
+        if len(chosen) != 1:
+            raise ValueError(f"a step needs exactly one of {', '.join(ACTIONS)}")
+        if chosen[0] in ("select", "fill") and self.value is None:
+            raise ValueError(f"`{chosen[0]}` needs a `value`")
+        if self.fill is not None and looks_personal(self.fill):
+            raise ValueError(
+                f"refusing to fill {self.fill!r}: the robot never submits personal data"
+            )
+        if self.value and re.search(r"@|\+?\d[\d .-]{8,}", self.value):
+            raise ValueError("this value looks like personal data (e-mail or phone number)")
+        return self
+
+    @property
+    def action(self) -> str:
+        return next(a for a in ACTIONS if getattr(self, a) is not None)
+
+
+class ExpectRule(_Options):
+    """When `text` is seen (on the final page, or in a JavaScript alert if `in_dialog`),
+    the probe ends with `outcome`. Rules are tried in order."""
+
+    text: str = Field(min_length=3)
+    outcome: Literal["available", "no_slot", "procedure_missing"]
+    in_dialog: bool = False
+
+
 class ScriptedOptions(_Options):
-    steps: list[dict[str, Any]] = Field(default_factory=list)
+    steps: list[ScriptStep] = Field(min_length=1)
+    expect: list[ExpectRule] = Field(min_length=1)
+    #: Elements whose text holds an offered slot ("mardi 12 mai 2026 à 09:30").
+    slot_selector: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,7 +137,7 @@ PLATFORMS: dict[str, PlatformSpec] = {
         PlatformSpec(
             "eappointment",
             "eAppointment",
-            re.compile(r"^https?://[^/]+/eAppointment[^/]*/.+"),
+            re.compile(r"^https?://[^/]+(/.*)?/eAppointment[^/]*/.+"),
             "https://rdv-etrangers-94.interieur.gouv.fr/eAppointmentpref94/…",
             EAppointmentOptions,
         ),

@@ -9,8 +9,10 @@ an error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
@@ -71,7 +73,11 @@ class _SharedTransport(httpx.AsyncBaseTransport):
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
+    return parse_retry_after(response.headers.get("retry-after"))
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
     if not value:
         return None
     value = value.strip()
@@ -117,8 +123,10 @@ class PolitePolicy:
     async def aclose(self) -> None:
         await self._transport.inner.aclose()
 
-    async def send(self, client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
-        host = request.url.netloc.decode("ascii").lower()
+    @contextlib.asynccontextmanager
+    async def hold(self, host: str) -> AsyncIterator[HostGate]:
+        """Wait for the host's turn (one in flight, minimum delay, Retry-After) and hold it
+        for the duration of one request. Used by httpx and by the browser's router."""
         gate = self.gate(host)
         async with gate.lock:
             wait = gate.next_allowed - time.monotonic()
@@ -130,18 +138,30 @@ class PolitePolicy:
             gate.max_in_flight = max(gate.max_in_flight, gate.in_flight)
             gate.requests += 1
             try:
-                response = await client.send(request)
-                await response.aread()
+                yield gate
             finally:
                 gate.in_flight -= 1
                 # The delay counts from the end of a request, errors included.
                 gate.next_allowed = max(gate.next_allowed, time.monotonic() + self.min_delay)
-            if response.status_code in (429, 503):
-                pause = retry_after_seconds(response)
-                if pause is not None:
-                    pause = min(pause, MAX_PAUSE_SECONDS)
-                    gate.next_allowed = max(gate.next_allowed, time.monotonic() + pause)
-            return response
+
+    def note_response(self, host: str, status: int, retry_after: str | None) -> None:
+        """A 429/503 with Retry-After pauses the whole host, for every probe."""
+        if status not in (429, 503) or not retry_after:
+            return
+        pause = parse_retry_after(retry_after)
+        if pause is not None:
+            gate = self.gate(host)
+            gate.next_allowed = max(
+                gate.next_allowed, time.monotonic() + min(pause, MAX_PAUSE_SECONDS)
+            )
+
+    async def send(self, client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+        host = request.url.netloc.decode("ascii").lower()
+        async with self.hold(host):
+            response = await client.send(request)
+            await response.aread()
+        self.note_response(host, response.status_code, response.headers.get("retry-after"))
+        return response
 
 
 class HttpSession:

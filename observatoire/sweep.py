@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from observatoire.adapters import Adapter, ProbeContext, get_adapter, registry
+from observatoire.browser import BrowserPool
 from observatoire.clock import Clock
 from observatoire.config import Target
 from observatoire.evidence import EvidenceStore
@@ -60,6 +61,7 @@ async def probe_target(
     policy: PolitePolicy,
     clock: Clock,
     retry_base: float,
+    browser: BrowserPool | None = None,
 ) -> tuple[ProbeResult, int, int]:
     """Probe with retries for error/unrecognized only. Returns (result, requests, attempts)."""
     requests = 0
@@ -68,7 +70,8 @@ async def probe_target(
         attempt += 1
         session = policy.session()
         try:
-            result = await adapter.probe(target, ProbeContext(http=session, clock=clock))
+            context = ProbeContext(http=session, clock=clock, browser=browser)
+            result = await adapter.probe(target, context)
         finally:
             requests += session.requests_made
             await session.aclose()
@@ -87,9 +90,17 @@ async def run_sweep(
     retry_base: float,
     scheduled_at: datetime | None = None,
     on_probe: Callable[[Target, ProbeResult], None] | None = None,
+    browser: BrowserPool | None = None,
 ) -> SweepReport:
+    """Probe `targets` once. A browser is started only if a browser adapter needs one
+    (and closed at the end unless the caller passed its own)."""
     report = SweepReport()
     probeable, report.skipped = split_probeable(targets)
+    own_browser = browser is None and any(
+        get_adapter(t.platform).transport == "browser" for t in probeable
+    )
+    if own_browser:
+        browser = BrowserPool(policy.user_agent)
     by_host: dict[str, list[Target]] = defaultdict(list)
     for t in probeable:
         by_host[t.host].append(t)
@@ -100,7 +111,7 @@ async def run_sweep(
             started = clock.now()
             t0 = time.monotonic()
             result, requests, attempts = await probe_target(
-                adapter, target, policy, clock, retry_base
+                adapter, target, policy, clock, retry_base, browser
             )
             duration_ms = int((time.monotonic() - t0) * 1000)
             record = ProbeRecord(
@@ -122,5 +133,9 @@ async def run_sweep(
             if on_probe is not None:
                 on_probe(target, result)
 
-    await asyncio.gather(*(host_worker(ts) for ts in by_host.values()))
+    try:
+        await asyncio.gather(*(host_worker(ts) for ts in by_host.values()))
+    finally:
+        if own_browser and browser is not None:
+            await browser.close()
     return report

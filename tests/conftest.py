@@ -89,6 +89,14 @@ def simulator(clock: VirtualClock) -> Iterator[RunningSimulator]:
 
 
 @pytest.fixture
+def live_simulator() -> Iterator[RunningSimulator]:
+    """A simulator on real time, for commands that use the system clock."""
+    sim = start_simulator()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
 def cli_env(tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Point the CLI's settings at a temporary database and data folder."""
     env = {

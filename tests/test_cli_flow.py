@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from observatoire.cli import app
+from observatoire.config import load_config
 from observatoire.db import Probe, make_engine
 from observatoire.simulator import RunningSimulator
 
@@ -20,17 +21,20 @@ def invoke(*args: str):  # type: ignore[no-untyped-def]
 
 
 def test_probe_all_then_stats_export_site(
-    cli_env: dict[str, str], simulator: RunningSimulator, tmp_path: Path
+    cli_env: dict[str, str], live_simulator: RunningSimulator, tmp_path: Path
 ) -> None:
+    simulator = live_simulator
+    expected = len(load_config(DEMO_CONFIG, simulator_url=simulator.base_url).targets)
     assert invoke("db", "upgrade").exit_code == 0
     result = invoke(
         "probe", "--all", "--config", str(DEMO_CONFIG), "--simulator-url", simulator.base_url
     )
     assert result.exit_code == 0, result.output
-    assert "13 probes" in result.stdout
+    assert f"{expected} probes" in result.stdout
+    assert "unrecognized" not in result.stdout
     engine = make_engine(cli_env["OBSERVATOIRE_DATABASE_URL"])
     with Session(engine) as session:
-        assert session.scalar(select(func.count(Probe.id))) == 13
+        assert session.scalar(select(func.count(Probe.id))) == expected
     assert simulator.state.conduct.report()["violations"] == []
 
     result = invoke(

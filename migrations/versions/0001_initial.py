@@ -65,8 +65,8 @@ def upgrade() -> None:
         sa.Column("page_sha256", sa.String(length=64), nullable=True),
         sa.Column("screenshot_sha256", sa.String(length=64), nullable=True),
         sa.CheckConstraint(
-            "outcome IN ('available', 'no_slot', 'procedure_missing', 'blocked', 'error', "
-            "'unrecognized')",
+            "outcome IN ('available', 'no_slot', 'procedure_missing', 'form_open', 'blocked', "
+            "'error', 'unrecognized')",
             name=op.f("ck_probes_outcome_known"),
         ),
         sa.CheckConstraint("mode IN ('auto', 'assisted')", name=op.f("ck_probes_mode_known")),

@@ -32,7 +32,12 @@ def register(cls: type[Adapter]) -> type[Adapter]:
 
 
 def _load_builtin() -> None:
-    from observatoire.adapters import legacy_booking  # noqa: F401
+    from observatoire.adapters import (  # noqa: F401
+        demarches_simplifiees,
+        eappointment,
+        legacy_booking,
+        scripted,
+    )
 
 
 def _load_entry_points() -> None:

@@ -17,6 +17,7 @@ from typing import ClassVar
 import httpx
 from lxml import html as lxml_html
 
+from observatoire.browser import BrowserPool, BrowserUnavailable
 from observatoire.clock import Clock
 from observatoire.config import Target
 from observatoire.outcomes import Outcome, ProbeResult
@@ -35,6 +36,13 @@ class ProbeStop(Exception):
 class ProbeContext:
     http: HttpSession
     clock: Clock
+    #: The shared browser, for adapters whose transport is "browser".
+    browser: BrowserPool | None = None
+
+    def require_browser(self) -> BrowserPool:
+        if self.browser is None:
+            raise ProbeStop(ProbeResult(Outcome.ERROR, "browser_unavailable"))
+        return self.browser
 
 
 def normalize_text(text: str) -> str:
@@ -176,6 +184,10 @@ class Adapter(ABC):
     version: ClassVar[str]
     #: "http" (httpx) or "browser" (Playwright).
     transport: ClassVar[str] = "http"
+    #: The valid outcomes this platform can show (contract fixtures must cover each).
+    outcomes: ClassVar[frozenset[Outcome]] = frozenset(
+        {Outcome.AVAILABLE, Outcome.NO_SLOT, Outcome.PROCEDURE_MISSING}
+    )
 
     async def probe(self, target: Target, ctx: ProbeContext) -> ProbeResult:
         """Observe `target` once; never raises for anything the site does."""
@@ -185,6 +197,8 @@ class Adapter(ABC):
             return stop.result
         except HostPaused:
             return ProbeResult(Outcome.BLOCKED, "host_paused")
+        except BrowserUnavailable:
+            return ProbeResult(Outcome.ERROR, "browser_unavailable")
         except (httpx.HTTPError, TooManyRedirects) as exc:
             return transport_error(exc)
 

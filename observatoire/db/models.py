@@ -86,8 +86,8 @@ class Probe(Base):
 
     __table_args__ = (
         CheckConstraint(
-            "outcome IN ('available', 'no_slot', 'procedure_missing', 'blocked', 'error', "
-            "'unrecognized')",
+            "outcome IN ('available', 'no_slot', 'procedure_missing', 'form_open', 'blocked', "
+            "'error', 'unrecognized')",
             name="outcome_known",
         ),
         CheckConstraint("mode IN ('auto', 'assisted')", name="mode_known"),

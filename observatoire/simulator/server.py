@@ -277,11 +277,21 @@ class _Server(ThreadingHTTPServer):
 
 @dataclass
 class RunningSimulator:
-    """A simulator serving in a background thread; `stop()` shuts it down."""
+    """A simulator serving in background threads; `stop()` shuts it down.
 
-    server: _Server
-    thread: threading.Thread
+    With `spread`, every simulated host gets its own port, as real sites are distinct
+    hosts: the robot's per-host politeness then lets them be probed concurrently.
+    """
+
+    servers: list[_Server]
+    threads: list[threading.Thread]
     blackhole: list[socket.socket] = field(default_factory=list)
+    #: simulated host name -> index in `servers`
+    placement: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def server(self) -> _Server:
+        return self.servers[0]
 
     @property
     def state(self) -> SimulatorState:
@@ -289,8 +299,16 @@ class RunningSimulator:
 
     @property
     def base_url(self) -> str:
-        host, port = self.server.server_address[:2]
+        return self._url(self.servers[0])
+
+    @staticmethod
+    def _url(server: _Server) -> str:
+        host, port = server.server_address[:2]
         return f"http://{host}:{port}"
+
+    def base_url_for(self, site_host: str) -> str:
+        """Base URL serving a simulated host (for `{simulator}/<host>/…` in configs)."""
+        return self._url(self.servers[self.placement.get(site_host, 0)])
 
     def set_faults(self, rules: list[Any]) -> None:
         """Replace the active fault rules (FaultRule objects or dicts)."""
@@ -299,9 +317,11 @@ class RunningSimulator:
         self.state.faults.set([r if isinstance(r, FaultRule) else FaultRule(**r) for r in rules])
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
+        for thread in self.threads:
+            thread.join(timeout=5)
         for sock in self.blackhole:
             sock.close()
 
@@ -317,19 +337,32 @@ def start_simulator(
     clock: Clock | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
+    spread: bool = False,
 ) -> RunningSimulator:
-    """Start a simulator on loopback (port 0 = a free port) in a daemon thread."""
+    """Start a simulator on loopback (port 0 = a free port) in daemon threads."""
     if not host.startswith("127.") and host not in ("localhost", "::1"):
         raise ValueError("the simulator only listens on loopback")
-    server = _Server((host, port), _Handler)
-    server.state = SimulatorState(scenario or load_scenario(), clock or SystemClock())
+    state = SimulatorState(scenario or load_scenario(), clock or SystemClock())
     blackhole = _blackhole(host)
-    server.state.blackhole_url = "http://{}:{}".format(*blackhole[0].getsockname()[:2])
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="simulator", daemon=True
-    )
-    thread.start()
-    return RunningSimulator(server, thread, blackhole)
+    state.blackhole_url = "http://{}:{}".format(*blackhole[0].getsockname()[:2])
+    site_hosts = list(state.hosts)
+    count = max(1, len(site_hosts)) if spread else 1
+    servers: list[_Server] = []
+    threads: list[threading.Thread] = []
+    for index in range(count):
+        server = _Server((host, port if index == 0 else 0), _Handler)
+        server.state = state
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"simulator-{index}",
+            daemon=True,
+        )
+        thread.start()
+        servers.append(server)
+        threads.append(thread)
+    placement = {h: (i if spread else 0) for i, h in enumerate(site_hosts)}
+    return RunningSimulator(servers, threads, blackhole, placement)
 
 
 def _blackhole(host: str) -> list[socket.socket]:

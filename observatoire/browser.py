@@ -1,0 +1,175 @@
+"""One shared headless Chromium per process, a fresh context per probe, and every
+request the page makes routed through the same polite gates as httpx.
+
+Playwright's own browser download does not exist here: we launch Debian's Chromium
+(`/usr/bin/chromium`, or $OBSERVATOIRE_CHROMIUM_PATH). If the browser dies it is
+relaunched on the next probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+from playwright.async_api import Browser, Page, Playwright, Route, async_playwright
+
+from observatoire.politeness import HostPaused, HttpSession
+
+CHROMIUM_ARGS = [
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+BLOCKED_TYPES = frozenset({"image", "font", "media"})
+
+
+class BrowserUnavailable(RuntimeError):
+    pass
+
+
+def chromium_path() -> str | None:
+    configured = os.environ.get("OBSERVATOIRE_CHROMIUM_PATH")
+    if configured:
+        return configured
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@dataclass
+class BrowserPool:
+    """Owns Playwright and the shared browser; safe to use from one event loop."""
+
+    user_agent: str
+    _playwright: Playwright | None = None
+    _browser: Browser | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    launches: int = 0
+
+    async def browser(self) -> Browser:
+        async with self._lock:
+            if self._browser is not None and self._browser.is_connected():
+                return self._browser
+            path = chromium_path()
+            if path is None:
+                raise BrowserUnavailable("no Chromium found: install Debian's `chromium`")
+            if self._playwright is None:
+                self._playwright = await async_playwright().start()
+            self._browser = await self._playwright.chromium.launch(
+                executable_path=path, headless=True, args=CHROMIUM_ARGS
+            )
+            self.launches += 1
+            return self._browser
+
+    async def close(self) -> None:
+        if self._browser is not None:
+            with contextlib.suppress(Exception):
+                await self._browser.close()
+            self._browser = None
+        if self._playwright is not None:
+            with contextlib.suppress(Exception):
+                await self._playwright.stop()
+            self._playwright = None
+
+    @contextlib.asynccontextmanager
+    async def page(
+        self,
+        http: HttpSession,
+        *,
+        block_assets: bool = True,
+        viewport: tuple[int, int] = (1280, 900),
+    ) -> AsyncIterator[Page]:
+        """A fresh context (no cookies from any other probe) and page, its requests going
+        one at a time per host through the policy's gates and counted on `http`."""
+        browser = await self.browser()
+        context = await browser.new_context(
+            user_agent=self.user_agent,
+            locale="fr-FR",
+            timezone_id="Europe/Paris",
+            viewport={"width": viewport[0], "height": viewport[1]},
+            service_workers="block",
+        )
+        paused: list[HostPaused] = []
+        await context.route("**/*", _router(http, block_assets, paused))
+        try:
+            page = await context.new_page()
+            page.set_default_timeout((http.policy.timeout.read or 30.0) * 1000)
+            yield page
+            if paused:
+                raise paused[0]
+        finally:
+            with contextlib.suppress(Exception):
+                await context.close()
+
+
+def _router(http: HttpSession, block_assets: bool, paused: list[HostPaused]):  # type: ignore[no-untyped-def]
+    policy = http.policy
+
+    async def handle(route: Route) -> None:
+        request = route.request
+        parts = urlsplit(request.url)
+        if parts.scheme not in ("http", "https"):
+            await route.continue_()
+            return
+        if block_assets and request.resource_type in BLOCKED_TYPES:
+            await route.abort("blockedbyclient")
+            return
+        host = parts.netloc.lower()
+        document = request.resource_type == "document"
+        try:
+            async with policy.hold(host):
+                http.requests_made += 1
+                # Documents: take redirects one hop at a time (see _hop_page). Others (XHR,
+                # scripts): let fetch follow them while the host's turn is held.
+                response = await route.fetch(
+                    max_redirects=0 if document else 5,
+                    timeout=(policy.timeout.read or 30.0) * 1000,
+                )
+                body = await response.body()
+                if not document and response.url != request.url:
+                    http.requests_made += 1
+        except HostPaused as exc:
+            paused.append(exc)
+            await route.abort("blockedbyclient")
+            return
+        except Exception:
+            # Timeouts, resets: let the page see a network failure.
+            with contextlib.suppress(Exception):
+                await route.abort("failed")
+            return
+        policy.note_response(host, response.status, response.headers.get("retry-after"))
+        location = response.headers.get("location")
+        if document and 300 <= response.status < 400 and location:
+            await route.fulfill(**_hop_page(request.url, location, response.headers))
+            return
+        await route.fulfill(status=response.status, headers=response.headers, body=body)
+
+    return handle
+
+
+def _hop_page(url: str, location: str, headers: dict[str, str]) -> dict[str, object]:
+    """Playwright does not route the request that follows a redirect, so that hop would
+    escape the host's gate. Instead the redirect becomes a tiny page that navigates to
+    the target: a fresh navigation, routed (and counted) like any other."""
+    target = urljoin(url, location)
+    kept = {k: v for k, v in headers.items() if k.lower() == "set-cookie"}
+    kept["content-type"] = "text/html; charset=utf-8"
+    quoted = html.escape(target, quote=True)
+    body = (
+        f'<!DOCTYPE html><html><head><meta http-equiv="refresh" content="0;url={quoted}">'
+        f"<script>location.replace({json.dumps(target)})</script></head><body></body></html>"
+    )
+    return {"status": 200, "headers": kept, "body": body}
