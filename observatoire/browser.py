@@ -103,7 +103,7 @@ class BrowserPool:
             service_workers="block",
         )
         paused: list[HostPaused] = []
-        await context.route("**/*", _router(http, block_assets, paused))
+        await context.route("**/*", _router(http, block_assets, paused, http.failures))
         try:
             page = await context.new_page()
             page.set_default_timeout((http.policy.timeout.read or 30.0) * 1000)
@@ -115,8 +115,14 @@ class BrowserPool:
                 await context.close()
 
 
-def _router(http: HttpSession, block_assets: bool, paused: list[HostPaused]):  # type: ignore[no-untyped-def]
+MAX_HOPS = 8
+
+
+def _router(http: HttpSession, block_assets: bool, paused: list[HostPaused], failures: list[str]):  # type: ignore[no-untyped-def]
+    """`failures` collects why requests failed (timeout, reset, redirect loop), so an
+    adapter can say more than "the page did not load"."""
     policy = http.policy
+    hops = [0]
 
     async def handle(route: Route) -> None:
         request = route.request
@@ -145,16 +151,25 @@ def _router(http: HttpSession, block_assets: bool, paused: list[HostPaused]):  #
             paused.append(exc)
             await route.abort("blockedbyclient")
             return
-        except Exception:
+        except Exception as exc:
             # Timeouts, resets: let the page see a network failure.
+            text = str(exc).lower()
+            failures.append("timeout" if "timeout" in text else "network")
             with contextlib.suppress(Exception):
-                await route.abort("failed")
+                await route.abort("timedout" if "timeout" in text else "failed")
             return
         policy.note_response(host, response.status, response.headers.get("retry-after"))
         location = response.headers.get("location")
         if document and 300 <= response.status < 400 and location:
+            hops[0] += 1
+            if hops[0] > MAX_HOPS:
+                failures.append("redirect_loop")
+                await route.abort("failed")
+                return
             await route.fulfill(**_hop_page(request.url, location, response.headers))
             return
+        if document:
+            hops[0] = 0
         await route.fulfill(status=response.status, headers=response.headers, body=body)
 
     return handle

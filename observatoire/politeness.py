@@ -176,6 +176,8 @@ class HttpSession:
             follow_redirects=False,
         )
         self.requests_made = 0
+        #: Why requests failed, as seen by the browser's router ("timeout", …).
+        self.failures: list[str] = []
 
     async def request(
         self,

@@ -37,6 +37,27 @@ def need_postgres() -> str:
     pytest.skip("PostgreSQL not available (set OBSERVATOIRE_TEST_DATABASE_URL)")
 
 
+def need_chromium() -> None:
+    from observatoire.browser import chromium_path
+
+    if chromium_path():
+        return
+    if REQUIRE_ALL:
+        pytest.fail("CI needs Chromium (Debian package `chromium`): not found")
+    pytest.skip("Chromium not installed (apt-get install chromium)")
+
+
+@pytest.fixture
+async def browser_pool():  # type: ignore[no-untyped-def]
+    """The shared headless Chromium, as the robot uses it."""
+    from observatoire.browser import BrowserPool
+
+    need_chromium()
+    pool = BrowserPool("observatoire/test (+https://example.org/contact)")
+    yield pool
+    await pool.close()
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""

@@ -111,3 +111,75 @@ async def test_share_of_requests_and_ground_truth_log(
     assert Outcome.AVAILABLE not in outcomes
     faults = [r for r in simulator.state.truth_records() if r.fault == "http_502"]
     assert faults and all(r.state == "fault" for r in faults)
+
+
+# -- démarches-simplifiées (httpx) and eAppointment (browser) -------------------------
+BROWSER_EXPECTED = {
+    "connect_timeout": Outcome.ERROR,
+    "read_timeout": Outcome.ERROR,
+    "connection_reset": Outcome.ERROR,
+    "http_500": Outcome.ERROR,
+    "http_502": Outcome.ERROR,
+    "maintenance_503": Outcome.ERROR,
+    "waf_403": Outcome.BLOCKED,
+    "rate_limit_429": Outcome.BLOCKED,
+    "captcha": Outcome.BLOCKED,
+    "waiting_room": Outcome.BLOCKED,
+    "truncated_body": Outcome.ERROR,
+    "redirect_loop": Outcome.ERROR,
+}
+
+
+def _site_prefix(target_url: str) -> str:
+    return "/" + target_url.split("/", 3)[3].split("/")[0] + "/"
+
+
+@pytest.mark.parametrize("fault", sorted(FAULT_KINDS))
+async def test_demarches_simplifiees_under_fault(
+    simulator: RunningSimulator, clock: VirtualClock, fault: str
+) -> None:
+    simulator.state.hang_seconds = 1.6
+    target_id = "69-premiere-demande-dn"  # open at the anchor: truth is form_open
+    url = load_config(DEMO_CONFIG, simulator_url=simulator.base_url).target(target_id).url
+    simulator.set_faults([{"kind": fault, "path_prefix": _site_prefix(url)}])
+    result = await _probe(simulator, clock, target_id)
+    simulator.set_faults([])
+    if fault in TRUTH_VISIBLE or fault in ("new_wording", "changed_layout"):
+        assert result.outcome in (Outcome.FORM_OPEN, Outcome.UNRECOGNIZED), (fault, result)
+    else:
+        assert result.outcome is EXPECTED[fault][0], (fault, result)
+        assert not result.outcome.is_valid
+    assert simulator.state.conduct.report()["violations"] == []
+
+
+@pytest.mark.parametrize("fault", sorted(FAULT_KINDS))
+async def test_eappointment_under_fault(
+    simulator: RunningSimulator, clock: VirtualClock, browser_pool, fault: str
+) -> None:  # type: ignore[no-untyped-def]
+    simulator.state.hang_seconds = 1.6
+    config = load_config(DEMO_CONFIG, simulator_url=simulator.base_url)
+    target = config.target("94-titre-sejour-eappointment")
+    site = next(s for s in simulator.state.scenario.eappointment_sites if s.host in target.url)
+    motive = next(m for m in site.motives if m.key == target.options["motive"])
+    truth = (
+        Outcome.AVAILABLE
+        if simulator.state.eappointment.slots(site, motive).open
+        else Outcome.NO_SLOT
+    )
+    simulator.set_faults([{"kind": fault, "path_prefix": _site_prefix(target.url)}])
+    policy = PolitePolicy("observatoire/test (+https://example.org)", 0.0, 1.0)
+    session = policy.session()
+    try:
+        result = await get_adapter("eappointment").probe(
+            target, ProbeContext(session, clock, browser_pool)
+        )
+    finally:
+        simulator.set_faults([])
+        await session.aclose()
+        await policy.aclose()
+    if fault in TRUTH_VISIBLE or fault in ("new_wording", "changed_layout"):
+        assert result.outcome in (truth, Outcome.UNRECOGNIZED), (fault, truth, result)
+    else:
+        assert result.outcome is BROWSER_EXPECTED[fault], (fault, truth, result)
+        assert result.outcome not in (Outcome.NO_SLOT, Outcome.AVAILABLE)
+    assert simulator.state.conduct.report()["violations"] == []

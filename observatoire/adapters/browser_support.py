@@ -26,6 +26,33 @@ from observatoire.adapters.base import (
 )
 from observatoire.clock import PARIS
 from observatoire.outcomes import Outcome, ProbeResult
+from observatoire.politeness import HttpSession
+
+
+def browser_error_detail(exc: Exception, http: HttpSession) -> str:
+    """Why a page did not load: what the router saw first, else the browser's message."""
+    failures = http.failures
+    if "redirect_loop" in failures:
+        return "redirect_loop"
+    if "timeout" in failures:
+        return "timeout:read"
+    text = str(exc)
+    if "net::ERR" in text:
+        return "network:" + text.split("net::")[1].split()[0]
+    if "Timeout" in text:
+        return "timeout"
+    return "browser"
+
+
+def raise_if_failed(page: Page, http: HttpSession) -> None:
+    """A navigation that ended on the browser's error page is an `error`."""
+    if page.url.startswith("chrome-error:") or "redirect_loop" in http.failures:
+        detail = browser_error_detail(Exception(""), http)
+        raise ProbeStop(
+            ProbeResult(
+                Outcome.ERROR, detail if detail != "browser" else "network", final_url=page.url
+            )
+        )
 
 
 def status_stop(status: int, url: str) -> ProbeStop | None:
@@ -75,15 +102,22 @@ SETTLED = (
 )
 
 
-async def settle(page: Page, timeout: float) -> None:
-    """Wait until the current document has loaded (redirect hops included)."""
+async def settle(page: Page, timeout: float, http: HttpSession | None = None) -> None:
+    """Wait until the current document has loaded (redirect hops included); with `http`,
+    a navigation that failed on the way ends the probe as an `error`."""
     with contextlib.suppress(PlaywrightError):
         await page.wait_for_function(SETTLED, timeout=timeout * 1000, polling=20)
+    if http is not None:
+        raise_if_failed(page, http)
 
 
 async def page_signs(page: Page) -> None:
     """Blocked pages (captcha, waiting room, WAF) end the probe wherever they appear."""
-    html = await page.content()
+    try:
+        html = await page.content()
+    except PlaywrightError:
+        await settle(page, 10.0)
+        html = await page.content()
     doc = parse_html(html)
     sign = blocked_sign(doc, page_text(doc))
     if sign:
@@ -107,9 +141,16 @@ async def capture(page: Page, when: datetime, note: str | None = None) -> tuple[
         " d.textContent = lines.join('\\n');"
         " document.body.insertBefore(d, document.body.firstChild); }"
     )
-    with contextlib.suppress(PlaywrightError):
-        await page.evaluate(script, lines)
-    html = (await page.content()).encode("utf-8")
+    for _ in range(3):
+        try:
+            await settle(page, 10.0)
+            await page.evaluate(script, lines)
+            html = (await page.content()).encode("utf-8")
+            break
+        except PlaywrightError:  # navigating: wait for the next document
+            await asyncio.sleep(0.1)
+    else:
+        html = (await page.content()).encode("utf-8")
     try:
         shot = await page.screenshot(full_page=True, type="png")
     except PlaywrightError:

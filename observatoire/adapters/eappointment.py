@@ -30,6 +30,7 @@ from observatoire.adapters.base import (
 )
 from observatoire.adapters.browser_support import (
     DialogLog,
+    browser_error_detail,
     capture,
     dialog_note,
     page_signs,
@@ -108,10 +109,9 @@ class EAppointmentAdapter(Adapter):
                     ) from None
                 raise
             except PlaywrightError as exc:
-                detail = "timeout" if "Timeout" in str(exc) else "browser"
-                if "net::ERR" in str(exc):
-                    detail = "network:" + str(exc).split("net::")[1].split()[0]
-                return ProbeResult(Outcome.ERROR, detail, final_url=page.url)
+                return ProbeResult(
+                    Outcome.ERROR, browser_error_detail(exc, ctx.http), final_url=page.url
+                )
 
     async def _flow(
         self, page: Page, dialogs: DialogLog, target: Target, ctx: ProbeContext, timeout: float
@@ -122,7 +122,7 @@ class EAppointmentAdapter(Adapter):
         stop = status_stop(response.status, page.url)
         if stop:
             raise stop
-        await settle(page, timeout)
+        await settle(page, timeout, ctx.http)
         if await page.query_selector("#CPId"):
             postal = target.options.get("postal_code")
             if not postal:
@@ -171,7 +171,7 @@ class EAppointmentAdapter(Adapter):
             return ProbeResult(
                 Outcome.UNRECOGNIZED, "dialog", final_url=page.url, page=html, screenshot=shot
             )
-        await settle(page, timeout)
+        await settle(page, timeout, ctx.http)
         await page_signs(page)
         html, shot = await capture(page, now)
         slots = [s for s in parse_slots(page_text(parse_html(html.decode()))) if s >= now]

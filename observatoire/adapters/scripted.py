@@ -67,25 +67,23 @@ class ScriptedAdapter(Adapter):
         timeout = ctx.http.policy.timeout.read or 30.0
         async with pool.page(ctx.http) as page:
             dialogs = DialogLog(page)
-            try:
-                response = await page.goto(target.url, wait_until="domcontentloaded")
-                if response is not None and (stop := status_stop(response.status, page.url)):
-                    raise stop
-                await settle(page, timeout)
-                for index, step in enumerate(options.steps):
-                    await page_signs(page)
+            failed = ""
+            response = await page.goto(target.url, wait_until="domcontentloaded")
+            if response is not None and (stop := status_stop(response.status, page.url)):
+                raise stop
+            await settle(page, timeout, ctx.http)
+            for index, step in enumerate(options.steps):
+                try:
                     await self._step(page, step, index)
-                    await settle(page, step.timeout_s)
-                await page_signs(page)
-            except ProbeStop:
-                raise
-            except PlaywrightError as exc:
-                detail = "timeout" if "Timeout" in str(exc) else "browser"
-                return ProbeResult(
-                    Outcome.UNRECOGNIZED if detail == "timeout" else Outcome.ERROR,
-                    f"step:{detail}",
-                    final_url=page.url,
-                )
+                except PlaywrightError as exc:
+                    # The page is not what the steps expect: stop here and let the rules
+                    # judge the page as it is (no rule matching means unrecognized).
+                    kind = "timeout" if "Timeout" in str(exc) else "failed"
+                    failed = f"step{index}:{step.action}:{kind}"
+                    break
+                await settle(page, step.timeout_s)
+            await settle(page, timeout, ctx.http)
+            await page_signs(page)
             now = ctx.clock.now()
             note = dialog_note(dialogs.messages[-1]) if dialogs.messages else None
             html, shot = await capture(page, now, note)
@@ -94,7 +92,7 @@ class ScriptedAdapter(Adapter):
             rule = match_rule(options.expect, text, dialog_text)
             base = dict(final_url=page.url, page=html, screenshot=shot)
             if rule is None:
-                return ProbeResult(Outcome.UNRECOGNIZED, "no_rule_matched", **base)
+                return ProbeResult(Outcome.UNRECOGNIZED, failed or "no_rule_matched", **base)
             outcome = Outcome(rule.outcome)
             if outcome is not Outcome.AVAILABLE:
                 return ProbeResult(outcome, "", **base)
