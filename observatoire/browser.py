@@ -54,9 +54,13 @@ class BrowserPool:
     """Owns Playwright and the shared browser; safe to use from one event loop."""
 
     user_agent: str
+    #: Pages open at once. Each context gets its own renderer process: two keep the
+    #: whole tree near 550 MB on a 2-core machine, with the same throughput as six.
+    max_pages: int = 2
     _playwright: Playwright | None = None
     _browser: Browser | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _slots: asyncio.Semaphore | None = None
     launches: int = 0
 
     async def browser(self) -> Browser:
@@ -94,6 +98,15 @@ class BrowserPool:
     ) -> AsyncIterator[Page]:
         """A fresh context (no cookies from any other probe) and page, its requests going
         one at a time per host through the policy's gates and counted on `http`."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_pages)
+        async with self._slots, self._open(http, block_assets, viewport) as page:
+            yield page
+
+    @contextlib.asynccontextmanager
+    async def _open(
+        self, http: HttpSession, block_assets: bool, viewport: tuple[int, int]
+    ) -> AsyncIterator[Page]:
         browser = await self.browser()
         context = await browser.new_context(
             user_agent=self.user_agent,

@@ -27,6 +27,7 @@ EXPECTED = {
     "missing": Outcome.PROCEDURE_MISSING,
     "retired": Outcome.ERROR,
     "closed": Outcome.ERROR,
+    "overloaded": Outcome.BLOCKED,
 }
 
 

@@ -140,7 +140,7 @@ def parse_week(fragment: str) -> list[datetime]:
             raise ValueError("row without a time")
         at = time(int(match.group(1)), int(match.group(2)))
         for column, cell in enumerate(row.xpath("./td")):
-            if FREE_CELL in normalize_text(cell.text_content()).lower():
+            if FREE_CELL in " ".join(cell.text_content().lower().split()):
                 slots.append(datetime.combine(monday + timedelta(days=column), at, PARIS))
     return slots
 
@@ -214,7 +214,7 @@ class LegacyBookingAdapter(Adapter):
                 referer=f"{base}/2",
             )
             check_status(week)
-            _common_signs(None, normalize_text(week.text), week, response.content)
+            _common_signs(None, week.text, week, response.content)
             try:
                 found.update(s for s in parse_week(week.text) if s >= now)
             except ValueError as exc:

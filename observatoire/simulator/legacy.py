@@ -178,6 +178,14 @@ class LegacyModule:
                     None,
                 )
             )
+        if _in(form.overloaded, self.state.anchor, now):
+            self.state.record(site=site.host, form=form.id, state="overloaded", request=request)
+            page = (
+                '<!DOCTYPE html><html lang="fr"><head><meta charset="utf-8"><title>Service '
+                "surchargé</title></head><body><h1>Service surchargé</h1><p>Le service est "
+                "momentanément surchargé. Veuillez réessayer ultérieurement.</p></body></html>"
+            )
+            return Response.html(page)
         if _in(form.closed, self.state.anchor, now):
             self.state.record(site=site.host, form=form.id, state="closed", request=request)
             closed = (

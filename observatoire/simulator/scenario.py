@@ -83,6 +83,8 @@ class LegacyForm(_M):
     retired: bool = False
     #: The module shows "Cette page n'est pas disponible pour le moment".
     closed: list[Period] = Field(default_factory=list)
+    #: The site answers "Service surchargé" (as the Préfecture de police's did).
+    overloaded: list[Period] = Field(default_factory=list)
 
 
 class LegacySite(_M):

@@ -13,6 +13,7 @@ import socket
 import struct
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -61,6 +62,9 @@ class Conduct:
     requests: dict[str, int] = field(default_factory=dict)
     user_agents: set[str] = field(default_factory=set)
     violations: list[str] = field(default_factory=list)
+    #: Most requests seen on a host within one second (real time).
+    max_rate: dict[str, int] = field(default_factory=dict)
+    _recent: dict[str, deque[float]] = field(default_factory=dict)
 
     def enter(self, host: str, user_agent: str) -> None:
         with self.lock:
@@ -72,6 +76,12 @@ class Conduct:
                 self.max_in_flight[host] = now
             if now > 1:
                 self.violations.append(f"{now} requests in flight on {host}")
+            recent = self._recent.setdefault(host, deque())
+            stamp = time.monotonic()
+            recent.append(stamp)
+            while recent and recent[0] < stamp - 1.0:
+                recent.popleft()
+            self.max_rate[host] = max(self.max_rate.get(host, 0), len(recent))
 
     def leave(self, host: str) -> None:
         with self.lock:
@@ -82,6 +92,7 @@ class Conduct:
             return {
                 "requests": dict(self.requests),
                 "max_in_flight": dict(self.max_in_flight),
+                "max_requests_per_second": dict(self.max_rate),
                 "user_agents": sorted(self.user_agents),
                 "violations": list(self.violations),
             }
