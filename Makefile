@@ -23,5 +23,8 @@ format: setup
 	$(BIN)/ruff format observatoire tests benchmarks migrations
 	$(BIN)/ruff check --fix observatoire tests benchmarks migrations
 
+bench: setup
+	$(BIN)/python -m benchmarks.sweep
+
 clean:
 	rm -rf demo-output .pytest_cache .ruff_cache

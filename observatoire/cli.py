@@ -277,6 +277,42 @@ def classify(
     typer.echo(json.dumps(result.summary(), ensure_ascii=False, indent=2))
 
 
+@app.command("evidence-png")
+@friendly_errors
+def evidence_png(
+    probe_id: Annotated[int, typer.Argument(help="The probe's id in the database.")],
+    out_file: Annotated[Path, typer.Option("--out", help="PNG file to write.")],
+) -> None:
+    """Render a probe's saved HTML to a stamped PNG (JavaScript and network off)."""
+    from sqlalchemy.orm import Session
+
+    from observatoire.browser import BrowserPool, BrowserUnavailable
+    from observatoire.db.models import Probe
+    from observatoire.evidence import EvidenceStore
+    from observatoire.evidence_render import render_png
+
+    engine = _engine()
+    with Session(engine) as session:
+        probe = session.get(Probe, probe_id)
+        if probe is None or probe.page_sha256 is None:
+            raise fail(f"probe {probe_id} has no saved page")
+        url, when, sha = probe.final_url or "", probe.started_at, probe.page_sha256
+    page = EvidenceStore(settings().evidence_dir).get(sha, "html")
+
+    async def go() -> bytes:
+        pool = BrowserPool(settings().user_agent)
+        try:
+            return await render_png(pool, page, url, when)
+        finally:
+            await pool.close()
+
+    try:
+        out_file.write_bytes(asyncio.run(go()))
+    except BrowserUnavailable as exc:
+        raise fail(str(exc)) from None
+    out.print(f"{out_file} (page sha256 {sha})", highlight=False)
+
+
 # -- stats, export, site --------------------------------------------------------------
 @app.command()
 @friendly_errors

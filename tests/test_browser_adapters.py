@@ -205,3 +205,33 @@ async def test_demarches_simplifiees_states(
     result, _ = await probe(meurthe, clock)
     assert (result.outcome, result.detail) == (Outcome.PROCEDURE_MISSING, "form_absent")
     assert result.http_status == 404
+
+
+async def test_httpx_evidence_renders_to_a_stamped_png(browser_pool: BrowserPool) -> None:
+    from datetime import UTC
+
+    from observatoire.evidence_render import render_png, stamped_html
+
+    page = (
+        "<html><body><h2>Vérification de disponibilité</h2><p>Il n'existe plus de plage "
+        "horaire libre</p><img src='http://example.org/x.png'><script>document.body."
+        "innerHTML='changed'</script></body></html>"
+    ).encode()
+    when = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    html = stamped_html(page, "https://www.x.gouv.fr/booking/create/1/2", when)
+    assert "02/03/2026 à 10:00:00 (heure de Paris)" in html and "<script" not in html
+    png = await render_png(browser_pool, page, "https://www.x.gouv.fr/booking/create/1/2", when)
+    assert png[:4] == b"\x89PNG" and len(png) > 2000
+
+
+async def test_browser_is_relaunched_after_a_crash(
+    simulator: RunningSimulator, clock: VirtualClock, browser_pool: BrowserPool
+) -> None:
+    config = load_config(DEMO_CONFIG, simulator_url=simulator.base_url)
+    target = config.target("94-titre-sejour-eappointment")
+    first, _ = await probe(target, clock, browser_pool)
+    assert first.outcome in (Outcome.AVAILABLE, Outcome.NO_SLOT)
+    await (await browser_pool.browser()).close()  # as if Chromium died
+    second, _ = await probe(target, clock, browser_pool)
+    assert second.outcome is first.outcome
+    assert browser_pool.launches == 2
