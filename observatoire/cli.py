@@ -9,7 +9,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -343,6 +343,15 @@ def stats(
     out.print(table)
 
 
+def _parse_day(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise fail(f"{option} expects a date like 2026-03-01, not {value!r}") from None
+
+
 @app.command()
 @friendly_errors
 def export(
@@ -350,13 +359,31 @@ def export(
         Path | None,
         typer.Option("--out", help="Output folder (default: $OBSERVATOIRE_DATA_DIR/export)."),
     ] = None,
+    since: Annotated[
+        str | None, typer.Option("--from", help="First day (Europe/Paris), YYYY-MM-DD.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--to", help="Last day included, YYYY-MM-DD.")
+    ] = None,
+    department: Annotated[
+        str | None, typer.Option(help="Only this department code, e.g. 93 or 2A.")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
 ) -> None:
-    """Write open-data CSV files (UTF-8, comma) and their SHA256SUMS."""
-    from observatoire.export import export_all
+    """Write the open data: raw probes, monthly statistics (per target, department ×
+    procedure, department, nation), episodes without any slot and targets, with a
+    Frictionless datapackage.json (types, descriptions, licence, sha256, row counts)."""
+    from observatoire.export import ExportFilter, export_all
 
+    if fmt not in ("csv", "parquet"):
+        raise fail("--format must be csv or parquet")
+    flt = ExportFilter(_parse_day(since, "--from"), _parse_day(until, "--to"), department)
+    if flt.since and flt.until and flt.until < flt.since:
+        raise fail("--to is before --from")
     target = out_dir or settings().export_dir
-    for f in export_all(_engine(), target):
+    for f in export_all(_engine(), target, fmt, flt):
         out.print(f"{f.path}  ({f.rows} rows)", highlight=False)
+    out.print(f"{target / 'datapackage.json'}", highlight=False)
 
 
 @site_app.command("build")

@@ -1,23 +1,32 @@
-"""Monthly statistics. SQL does the grouping (one row per group × month × outcome comes
-back, never one per probe); pandas only shapes that small result.
+"""Monthly statistics, episodes without any slot, and La Cimade's classes.
 
-Months are calendar months in Europe/Paris: their UTC bounds are computed here (DST
-included) and joined in SQL, so SQLite and PostgreSQL give identical figures.
+SQL does the heavy grouping: per target and Europe/Paris day it returns one row of
+outcome counts; per target and month a histogram of lead times; per target the runs of
+probes without any slot. Those results are small (targets × days), whatever the number
+of probes, and pandas only shapes them. Never is one row per probe loaded into memory.
 
-Definitions (published on the site's methodology page):
-- valid probes: `available`, `no_slot`, `procedure_missing`;
-- share with no way to book: (`no_slot` + `procedure_missing`) / valid, with a 95 %
-  Wilson score interval;
-- `blocked`, `error`, `unrecognized` are counted and published as coverage, never
-  folded into the share.
+Day and month bounds are computed here in Europe/Paris (DST included) and joined in SQL,
+so SQLite and PostgreSQL give the same figures. Definitions are published on the site's
+methodology page (`docs/methodology.md`):
+
+- valid probes: `available`, `no_slot`, `procedure_missing`, `form_open`;
+- no way to book: `no_slot` + `procedure_missing`; its share among valid probes comes
+  with a 95 % Wilson score interval and a small-sample flag (< 30 valid probes);
+- `blocked`, `error`, `unrecognized` are coverage, published beside the figures and
+  never folded into them;
+- a day with no slot at all: a day with valid probes, none of which found a way to book;
+- lead time: days from the probe to the first slot offered (`available` probes);
+- an episode: a run of valid probes of one target finding no way to book, from the first
+  of them to the next probe that found one (ongoing if none yet).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, bindparam, func, select, text
 
@@ -27,18 +36,29 @@ from observatoire.db.types import UTCDateTime
 from observatoire.outcomes import NO_WAY_TO_BOOK, VALID_OUTCOMES, Outcome
 
 OUTCOME_COLUMNS = [o.value for o in Outcome]
-LEVELS = {
-    "department": ["department", "department_name"],
+VALID_COLUMNS = [o.value for o in Outcome if o in VALID_OUTCOMES]
+NO_WAY_COLUMNS = [o.value for o in Outcome if o in NO_WAY_TO_BOOK]
+LEVELS: dict[str, list[str]] = {
+    "target": ["target_id", "department", "department_name", "procedure", "procedure_name"],
     "department_procedure": ["department", "department_name", "procedure", "procedure_name"],
-    "target": ["target_id", "department", "procedure"],
+    "department": ["department", "department_name"],
+    "procedure": ["procedure", "procedure_name"],
     "national": [],
 }
 SMALL_SAMPLE = 30
+#: La Cimade's published classes, in its order.
+CIMADE_CLASSES = {
+    "two_dates_within_month": "au moins deux dates sur un mois",
+    "one_date_within_month": "une seule date possible sous un mois",
+    "first_date_1_to_2_months": "première date possible entre un et deux mois",
+    "first_date_beyond_2_months": "première date possible au-delà de 2 mois",
+    "no_date": "pas de date disponible",
+}
 
 
 @dataclass(frozen=True)
-class Month:
-    label: str  # "2026-03"
+class Span:
+    label: str  # "2026-03" or "2026-03-29"
     start: datetime  # UTC
     end: datetime  # UTC, exclusive
 
@@ -47,21 +67,35 @@ def month_of(when: datetime) -> str:
     return when.astimezone(PARIS).strftime("%Y-%m")
 
 
-def paris_months(first: datetime, last: datetime) -> list[Month]:
+def paris_months(first: datetime, last: datetime) -> list[Span]:
     """Every Europe/Paris calendar month touching [first, last]."""
     local = first.astimezone(PARIS)
     year, month = local.year, local.month
     end_label = month_of(last)
-    months: list[Month] = []
+    months: list[Span] = []
     while True:
-        start = datetime(year, month, 1, tzinfo=PARIS)
         ny, nm = (year + 1, 1) if month == 12 else (year, month + 1)
-        end = datetime(ny, nm, 1, tzinfo=PARIS)
+        start = datetime(year, month, 1, tzinfo=PARIS).astimezone(UTC)
+        end = datetime(ny, nm, 1, tzinfo=PARIS).astimezone(UTC)
         label = f"{year:04d}-{month:02d}"
-        months.append(Month(label, start.astimezone(UTC), end.astimezone(UTC)))
+        months.append(Span(label, start, end))
         if label >= end_label:
             return months
         year, month = ny, nm
+
+
+def paris_days(first: datetime, last: datetime) -> list[Span]:
+    """Every Europe/Paris day touching [first, last] (23 or 25 hours at DST changes)."""
+    day = first.astimezone(PARIS).date()
+    end_day = last.astimezone(PARIS).date()
+    days = []
+    while day <= end_day:
+        start = datetime.combine(day, datetime.min.time(), PARIS).astimezone(UTC)
+        nxt = day + timedelta(days=1)
+        end = datetime.combine(nxt, datetime.min.time(), PARIS).astimezone(UTC)
+        days.append(Span(day.isoformat(), start, end))
+        day = nxt
+    return days
 
 
 def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -83,81 +117,331 @@ def probe_time_range(engine: Engine) -> tuple[datetime, datetime] | None:
     return row[0], row[1]
 
 
-def outcome_counts(engine: Engine, level: str, months: list[Month]) -> pd.DataFrame:
-    """Long table: the level's keys, month, outcome, probes (count)."""
-    keys = LEVELS[level]
-    columns = {
-        "target_id": "p.target_id",
-        "department": "t.department",
-        "department_name": "t.department_name",
-        "procedure": "t.procedure",
-        "procedure_name": "t.procedure_name",
-    }
-    select_keys = "".join(f"{columns[k]} AS {k}, " for k in keys)
-    group_keys = "".join(f"{columns[k]}, " for k in keys)
-    values = " UNION ALL ".join(
-        f"SELECT :m{i} AS month, :s{i} AS m_start, :e{i} AS m_end" for i in range(len(months))
-    )
-    sql = text(
-        f"WITH months AS ({values}) "
-        f"SELECT {select_keys}m.month AS month, p.outcome AS outcome, COUNT(*) AS probes "
-        "FROM probes p JOIN targets t ON t.id = p.target_id "
-        "JOIN months m ON p.started_at >= m.m_start AND p.started_at < m.m_end "
-        f"GROUP BY {group_keys}m.month, p.outcome"
+def _spans_cte(name: str, spans: list[Span]) -> tuple[str, list]:  # type: ignore[type-arg]
+    rows = " UNION ALL ".join(
+        f"SELECT :{name}l{i} AS label, :{name}s{i} AS s, :{name}e{i} AS e"
+        for i in range(len(spans))
     )
     params = []
-    for i, m in enumerate(months):
+    for i, span in enumerate(spans):
         params += [
-            bindparam(f"m{i}", m.label),
-            bindparam(f"s{i}", m.start, type_=UTCDateTime()),
-            bindparam(f"e{i}", m.end, type_=UTCDateTime()),
+            bindparam(f"{name}l{i}", span.label),
+            bindparam(f"{name}s{i}", span.start, type_=UTCDateTime()),
+            bindparam(f"{name}e{i}", span.end, type_=UTCDateTime()),
         ]
-    sql = sql.bindparams(*params)
+    return f"{name} AS ({rows})", params
+
+
+def _days_between(engine: Engine, later: str, earlier: str) -> str:
+    if engine.dialect.name == "sqlite":
+        return f"(julianday({later}) - julianday({earlier}))"
+    return f"(EXTRACT(EPOCH FROM ({later} - {earlier})) / 86400.0)"
+
+
+def daily_counts(engine: Engine, days: list[Span]) -> pd.DataFrame:
+    """One row per (target, Paris day) with probes: a count per outcome."""
+    columns = ["target_id", "day", *OUTCOME_COLUMNS]
+    if not days:
+        return pd.DataFrame(columns=columns)
+    frames = []
+    # Bind parameters are limited per statement: a year of days at a time.
+    for chunk_start in range(0, len(days), 366):
+        chunk = days[chunk_start : chunk_start + 366]
+        cte, params = _spans_cte("d", chunk)
+        sums = ", ".join(
+            f"SUM(CASE WHEN p.outcome = '{o}' THEN 1 ELSE 0 END) AS {o}" for o in OUTCOME_COLUMNS
+        )
+        sql = text(
+            f"WITH {cte} SELECT p.target_id AS target_id, d.label AS day, {sums} "
+            "FROM d JOIN probes p ON p.started_at >= d.s AND p.started_at < d.e "
+            "GROUP BY d.label, p.target_id"
+        ).bindparams(*params)
+        with engine.connect() as conn:
+            frames.append(pd.DataFrame(conn.execute(sql).mappings().all(), columns=columns))
+    frame = pd.concat(frames, ignore_index=True)
+    for o in OUTCOME_COLUMNS:
+        frame[o] = frame[o].astype("int64")
+    return frame
+
+
+def lead_histogram(engine: Engine, months: list[Span]) -> pd.DataFrame:
+    """Per (target, month, La Cimade class, whole days to the first slot): probes."""
+    columns = ["target_id", "month", "cimade", "lead_days", "probes"]
+    if not months:
+        return pd.DataFrame(columns=columns)
+    cte, params = _spans_cte("m", months)
+    first = _days_between(engine, "p.first_slot_at", "p.started_at")
+    second = _days_between(engine, "p.second_slot_at", "p.started_at")
+    sql = text(
+        f"WITH {cte}, c AS (SELECT p.target_id AS target_id, m.label AS month, "
+        "CASE WHEN p.outcome IN ('no_slot', 'procedure_missing') THEN 'no_date' "
+        f"WHEN p.second_slot_at IS NOT NULL AND {second} <= 30 THEN 'two_dates_within_month' "
+        f"WHEN {first} <= 30 THEN 'one_date_within_month' "
+        f"WHEN {first} <= 60 THEN 'first_date_1_to_2_months' "
+        "ELSE 'first_date_beyond_2_months' END AS cimade, "
+        f"CASE WHEN p.first_slot_at IS NULL THEN NULL ELSE CAST(FLOOR({first}) AS INTEGER) END "
+        "AS lead_days FROM m JOIN probes p ON p.started_at >= m.s AND p.started_at < m.e "
+        "WHERE p.outcome IN ('no_slot', 'procedure_missing') OR "
+        "(p.outcome = 'available' AND p.first_slot_at IS NOT NULL)) "
+        "SELECT target_id, month, cimade, lead_days, COUNT(*) AS probes FROM c "
+        "GROUP BY target_id, month, cimade, lead_days"
+    ).bindparams(*params)
+    with engine.connect() as conn:
+        return pd.DataFrame(conn.execute(sql).mappings().all(), columns=columns)
+
+
+def episodes(engine: Engine, now: datetime | None = None) -> pd.DataFrame:
+    """Runs without any slot, per target: start, end (next probe that found a way to
+    book, or None if ongoing), probes in the run, duration in days (to `now` if ongoing)."""
+    valid = ", ".join(f"'{o}'" for o in VALID_COLUMNS)
+    opened = ", ".join(f"'{o}'" for o in VALID_COLUMNS if o not in NO_WAY_COLUMNS)
+    sql = text(
+        f"WITH v AS (SELECT target_id, started_at, CASE WHEN outcome IN ({opened}) THEN 1 "
+        f"ELSE 0 END AS opened FROM probes WHERE outcome IN ({valid})), "
+        "g AS (SELECT target_id, started_at, opened, SUM(opened) OVER (PARTITION BY target_id "
+        "ORDER BY started_at ROWS UNBOUNDED PRECEDING) AS run FROM v), "
+        "closed AS (SELECT target_id, run, MIN(started_at) AS start, MAX(started_at) AS last, "
+        "COUNT(*) AS probes FROM g WHERE opened = 0 GROUP BY target_id, run), "
+        "reopen AS (SELECT target_id, run, started_at AS reopened FROM g WHERE opened = 1) "
+        "SELECT c.target_id AS target_id, c.start AS start, c.last AS last, "
+        "r.reopened AS end_at, c.probes AS probes FROM closed c LEFT JOIN reopen r "
+        "ON r.target_id = c.target_id AND r.run = c.run + 1 ORDER BY c.target_id, c.start"
+    ).columns(start=UTCDateTime(), last=UTCDateTime(), end_at=UTCDateTime())
     with engine.connect() as conn:
         rows = conn.execute(sql).mappings().all()
-    return pd.DataFrame(rows, columns=[*keys, "month", "outcome", "probes"])
+    frame = pd.DataFrame(rows, columns=["target_id", "start", "last", "end_at", "probes"])
+    now = now or datetime.now(UTC)
+    frame["ongoing"] = frame["end_at"].isna()
+    ends = [e if e is not None and not pd.isna(e) else now for e in frame["end_at"]]
+    frame["duration_days"] = [
+        (end - start).total_seconds() / 86400
+        for start, end in zip(frame["start"], ends, strict=True)
+    ]
+    return frame
 
 
-def monthly_stats(engine: Engine, level: str = "department") -> pd.DataFrame:
-    """One row per (level keys, month): counts per outcome, valid probes, the share with
-    no way to book and its 95 % interval, and a small-sample flag."""
+def targets_frame(engine: Engine) -> pd.DataFrame:
+    sql = text(
+        "SELECT id AS target_id, department, department_name, procedure, procedure_name, "
+        "platform, interval_minutes, enabled, created_at FROM targets"
+    ).columns(created_at=UTCDateTime())
+    with engine.connect() as conn:
+        rows = conn.execute(sql).mappings().all()
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "target_id",
+            "department",
+            "department_name",
+            "procedure",
+            "procedure_name",
+            "platform",
+            "interval_minutes",
+            "enabled",
+            "created_at",
+        ],
+    )
+
+
+def expected_probes(targets: pd.DataFrame, months: list[Span], until: datetime) -> pd.DataFrame:
+    """Probes the cadence called for, per target and month: from the target's creation
+    (or the month's start) to the month's end (or `until`), divided by its interval."""
+    rows = []
+    for t in targets.itertuples():
+        if not t.enabled:
+            continue
+        for m in months:
+            start = max(m.start, t.created_at)
+            end = min(m.end, until)
+            if end <= start:
+                continue
+            minutes = (end - start).total_seconds() / 60
+            rows.append((t.target_id, m.label, minutes / t.interval_minutes))
+    return pd.DataFrame(rows, columns=["target_id", "month", "expected"])
+
+
+def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    if len(values) == 0 or weights.sum() == 0:
+        return math.nan
+    order = np.argsort(values)
+    values, weights = values[order], weights[order]
+    cumulative = np.cumsum(weights)
+    cutoff = q * cumulative[-1]
+    return float(values[np.searchsorted(cumulative, cutoff, side="left")])
+
+
+@dataclass
+class StatsInput:
+    """The small SQL results every level is computed from."""
+
+    targets: pd.DataFrame
+    daily: pd.DataFrame
+    leads: pd.DataFrame
+    episodes: pd.DataFrame
+    months: list[Span]
+    until: datetime
+
+    @classmethod
+    def load(cls, engine: Engine, now: datetime | None = None) -> StatsInput:
+        targets = targets_frame(engine)
+        span = probe_time_range(engine)
+        until = now or (span[1] if span else datetime.now(UTC))
+        if span is None:
+            empty = pd.DataFrame()
+            return cls(targets, empty, empty, empty, [], until)
+        months = paris_months(*span)
+        days = paris_days(*span)
+        return cls(
+            targets,
+            daily_counts(engine, days),
+            lead_histogram(engine, months),
+            episodes(engine, until),
+            months,
+            max(until, span[1]),
+        )
+
+
+def monthly_stats(
+    engine: Engine, level: str = "department", data: StatsInput | None = None
+) -> pd.DataFrame:
+    """One row per (level keys, month): probes expected and made, coverage, counts per
+    outcome, valid probes, the share with no way to book and its 95 % interval, days
+    observed and days with no slot at all, lead-time median and 90th percentile (days),
+    the longest episode without any slot touching the month (days), La Cimade's classes
+    and a small-sample flag."""
     keys = LEVELS[level]
-    span = probe_time_range(engine)
-    base_columns = [
+    data = data or StatsInput.load(engine)
+    columns = [
         *keys,
         "month",
-        *OUTCOME_COLUMNS,
+        "probes_expected",
         "probes",
+        "coverage",
+        *OUTCOME_COLUMNS,
         "valid",
         "no_way",
         "share_no_way",
         "share_low",
         "share_high",
         "small_sample",
+        "days_observed",
+        "days_without_slot",
+        "lead_days_median",
+        "lead_days_p90",
+        "longest_episode_days",
+        *[f"cimade_{c}" for c in CIMADE_CLASSES],
     ]
-    if span is None:
-        return pd.DataFrame(columns=base_columns)
-    long = outcome_counts(engine, level, paris_months(*span))
-    if long.empty:
-        return pd.DataFrame(columns=base_columns)
-    index = [*keys, "month"]
-    wide = long.pivot_table(
-        index=index, columns="outcome", values="probes", aggfunc="sum", fill_value=0
+    if data.daily.empty:
+        return pd.DataFrame(columns=columns)
+    meta = data.targets.set_index("target_id")
+    daily = data.daily.join(meta[[k for k in LEVELS["target"] if k != "target_id"]], on="target_id")
+    daily["month"] = daily["day"].str.slice(0, 7)
+    group = [*keys, "month"]
+
+    made = daily.groupby(group, dropna=False)[OUTCOME_COLUMNS].sum().reset_index()
+    made["probes"] = made[OUTCOME_COLUMNS].sum(axis=1)
+    made["valid"] = made[VALID_COLUMNS].sum(axis=1)
+    made["no_way"] = made[NO_WAY_COLUMNS].sum(axis=1)
+    intervals = [
+        wilson(int(nw), int(v)) for nw, v in zip(made["no_way"], made["valid"], strict=True)
+    ]
+    made["share_no_way"] = [
+        nw / v if v else math.nan for nw, v in zip(made["no_way"], made["valid"], strict=True)
+    ]
+    made["share_low"] = [i[0] for i in intervals]
+    made["share_high"] = [i[1] for i in intervals]
+    made["small_sample"] = made["valid"] < SMALL_SAMPLE
+
+    # Days: aggregate the targets of a group per day first.
+    per_day = daily.groupby([*keys, "month", "day"], dropna=False)[VALID_COLUMNS].sum()
+    per_day["valid"] = per_day[VALID_COLUMNS].sum(axis=1)
+    per_day["no_way"] = per_day[NO_WAY_COLUMNS].sum(axis=1)
+    observed = per_day[per_day["valid"] > 0]
+    day_stats = (
+        pd.DataFrame(
+            {
+                "days_observed": observed.groupby(group, dropna=False).size(),
+                "days_without_slot": observed[observed["no_way"] == observed["valid"]]
+                .groupby(group, dropna=False)
+                .size(),
+            }
+        )
+        .fillna(0)
+        .astype("int64")
+        .reset_index()
     )
-    wide = wide.reindex(columns=OUTCOME_COLUMNS, fill_value=0).reset_index()
-    wide.columns.name = None
-    wide["probes"] = wide[OUTCOME_COLUMNS].sum(axis=1)
-    wide["valid"] = wide[[o.value for o in VALID_OUTCOMES]].sum(axis=1)
-    wide["no_way"] = wide[[o.value for o in NO_WAY_TO_BOOK]].sum(axis=1)
-    shares = [
-        (nw / v if v else math.nan, *wilson(int(nw), int(v)))
-        for nw, v in zip(wide["no_way"], wide["valid"], strict=True)
+    out = made.merge(day_stats, on=group, how="left")
+
+    # Expected probes and coverage.
+    expected = expected_probes(data.targets, data.months, data.until)
+    expected = expected.join(
+        meta[[k for k in LEVELS["target"] if k != "target_id"]], on="target_id"
+    )
+    exp = expected.groupby(group, dropna=False)["expected"].sum().reset_index()
+    out = out.merge(exp, on=group, how="left")
+    out["probes_expected"] = out["expected"].fillna(0).round().astype("int64")
+    out["coverage"] = [
+        p / e if e else math.nan
+        for p, e in zip(out["probes"], out["expected"].fillna(0), strict=True)
     ]
-    wide["share_no_way"] = [s[0] for s in shares]
-    wide["share_low"] = [s[1] for s in shares]
-    wide["share_high"] = [s[2] for s in shares]
-    wide["small_sample"] = wide["valid"] < SMALL_SAMPLE
-    return wide[base_columns].sort_values(index).reset_index(drop=True)
+
+    # Lead times and La Cimade's classes.
+    leads = data.leads.join(meta[[k for k in LEVELS["target"] if k != "target_id"]], on="target_id")
+    quantiles = {}
+    for key, part in leads.dropna(subset=["lead_days"]).groupby(group, dropna=False):
+        values = part["lead_days"].to_numpy(dtype=float)
+        weights = part["probes"].to_numpy(dtype=float)
+        quantiles[key if isinstance(key, tuple) else (key,)] = (
+            _weighted_quantile(values, weights, 0.5),
+            _weighted_quantile(values, weights, 0.9),
+        )
+    out["lead_days_median"] = [
+        quantiles.get(tuple(r), (math.nan,))[0] for r in out[group].itertuples(index=False)
+    ]
+    out["lead_days_p90"] = [
+        quantiles.get(tuple(r), (math.nan, math.nan))[1] for r in out[group].itertuples(index=False)
+    ]
+    classes = (
+        leads.pivot_table(
+            index=group, columns="cimade", values="probes", aggfunc="sum", fill_value=0
+        )
+        if not leads.empty
+        else pd.DataFrame()
+    )
+    for c in CIMADE_CLASSES:
+        col = f"cimade_{c}"
+        if not classes.empty and c in classes.columns:
+            series = classes[c]
+            out[col] = [
+                int(series.get(tuple(r) if len(group) > 1 else r[0], 0))
+                for r in out[group].itertuples(index=False)
+            ]
+        else:
+            out[col] = 0
+
+    # Longest episode touching each month (clipped to it).
+    out["longest_episode_days"] = _longest_episodes(data, meta, keys, out[group])
+    return out[columns].sort_values(group).reset_index(drop=True)
+
+
+def _longest_episodes(
+    data: StatsInput, meta: pd.DataFrame, keys: list[str], groups: pd.DataFrame
+) -> list[float]:
+    if data.episodes.empty:
+        return [0.0] * len(groups)
+    eps = data.episodes.join(
+        meta[[k for k in LEVELS["target"] if k != "target_id"]], on="target_id"
+    )
+    best: dict[tuple[object, ...], float] = {}
+    for ep in eps.itertuples(index=False):
+        end = ep.end_at if ep.end_at is not None and not pd.isna(ep.end_at) else data.until
+        for m in data.months:
+            lo, hi = max(ep.start, m.start), min(end, m.end)
+            if hi <= lo:
+                continue
+            key = (*[getattr(ep, k) for k in keys], m.label)
+            best[key] = max(best.get(key, 0.0), (hi - lo).total_seconds() / 86400)
+    return [round(best.get(tuple(r), 0.0), 2) for r in groups.itertuples(index=False)]
 
 
 def last_complete_month(now: datetime) -> str:

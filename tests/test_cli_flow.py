@@ -51,7 +51,7 @@ def test_probe_all_then_stats_export_site(
     assert result.exit_code == 0 and "92" in result.stdout
     result = invoke("export", "--out", str(tmp_path / "csv"))
     assert result.exit_code == 0
-    assert (tmp_path / "csv" / "stats_mensuelles_departements.csv").exists()
+    assert (tmp_path / "csv" / "stats_department.csv").exists()
     result = invoke("site", "build", "--out", str(tmp_path / "site"))
     assert result.exit_code == 0, result.output
     html = (tmp_path / "site" / "index.html").read_text("utf-8")

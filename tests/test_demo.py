@@ -49,9 +49,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert "Hauts-de-Seine" in html and "Seine-Maritime" in html
     assert "%" in html
 
-    stats = pd.read_csv(
-        report.export_dir / "stats_mensuelles_departements.csv", dtype={"department": str}
-    )
+    stats = pd.read_csv(report.export_dir / "stats_department.csv", dtype={"department": str})
     assert set(stats["month"]) == {"2026-03", "2026-04"}
     assert "92" in set(stats["department"])
     assert stats["probes"].sum() == report.probes

@@ -75,7 +75,7 @@ def test_publish_over_a_plain_folder(tmp_path: Path) -> None:
 
 def test_export_csv(small, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     files = export_all(small, tmp_path / "export")
-    stats = tmp_path / "export" / "stats_mensuelles_departements.csv"
+    stats = tmp_path / "export" / "stats_department.csv"
     assert stats in [f.path for f in files]
     frame = pd.read_csv(stats, dtype={"department": str})
     assert frame.loc[0, "department"] == "2A"
@@ -84,7 +84,7 @@ def test_export_csv(small, tmp_path: Path) -> None:  # type: ignore[no-untyped-d
     for line in sums:
         digest, name = line.split("  ")
         assert hashlib.sha256((tmp_path / "export" / name).read_bytes()).hexdigest() == digest
-    targets = pd.read_csv(tmp_path / "export" / "cibles.csv", dtype=str)
+    targets = pd.read_csv(tmp_path / "export" / "targets.csv", dtype=str)
     assert list(targets["department"]) == ["2A"]
     with Session(small) as s:
         assert s.query(TargetRow).count() == 1

@@ -4,13 +4,13 @@ included), coverage outcomes kept apart, targets without any valid probe."""
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.orm import Session
 
 from observatoire.db import Probe, TargetRow
-from observatoire.stats import monthly_stats, paris_months, wilson
+from observatoire.stats import episodes, monthly_stats, paris_months, wilson
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -145,3 +145,92 @@ def test_paris_months_bounds_follow_dst() -> None:
         datetime(2025, 12, 31, 23, 30, tzinfo=UTC), datetime(2025, 12, 31, 23, 30, tzinfo=UTC)
     )
     assert [m.label for m in december_2025] == ["2026-01"]
+
+
+@pytest.fixture
+def week(engine):  # type: ignore[no-untyped-def]
+    """One target, one week of March 2026, hand-counted below."""
+    created = datetime(2026, 2, 28, 23, 0, tzinfo=UTC)  # 1 March 00:00 in Paris
+    with Session(engine) as s, s.begin():
+        s.add(
+            TargetRow(
+                id="92-a",
+                department="92",
+                department_name="Hauts-de-Seine",
+                prefecture="X",
+                procedure="p",
+                procedure_name="P",
+                label="L",
+                platform="legacy_booking",
+                url="http://127.0.0.1/a/booking/create/1",
+                site=None,
+                options={},
+                interval_minutes=60,
+                enabled=True,
+                config_hash="0" * 16,
+                created_at=created,
+                updated_at=created,
+            )
+        )
+        s.flush()
+        plan = [
+            ("2026-03-02T09:00", "no_slot", None, None),
+            ("2026-03-02T15:00", "available", 10, 20),
+            ("2026-03-03T09:00", "no_slot", None, None),
+            ("2026-03-03T10:00", "error", None, None),
+            ("2026-03-04T09:00", "available", 45, None),
+            ("2026-03-05T09:00", "available", 90, 91),
+            ("2026-03-06T09:00", "available", 5, 40),
+            ("2026-03-07T09:00", "procedure_missing", None, None),
+        ]
+        for at, outcome, first, second in plan:
+            when = datetime.fromisoformat(at + "+00:00")
+            s.add(
+                Probe(
+                    target_id="92-a",
+                    started_at=when,
+                    finished_at=when,
+                    outcome=outcome,
+                    detail="",
+                    requests_made=1,
+                    attempts=1,
+                    duration_ms=1,
+                    adapter="legacy_booking",
+                    adapter_version="1.0",
+                    robot_version="0",
+                    mode="auto",
+                    first_slot_at=when + timedelta(days=first) if first else None,
+                    second_slot_at=when + timedelta(days=second) if second else None,
+                )
+            )
+    return engine
+
+
+def test_days_leads_classes_episodes_and_coverage(week) -> None:  # type: ignore[no-untyped-def]
+    frame = monthly_stats(week, "target")
+    assert len(frame) == 1
+    r = frame.iloc[0]
+    assert (r["probes"], r["valid"], r["no_way"], r["error"]) == (8, 7, 3, 1)
+    assert (r["days_observed"], r["days_without_slot"]) == (6, 2)
+    assert (r["lead_days_median"], r["lead_days_p90"]) == (10, 90)
+    assert (
+        r["cimade_two_dates_within_month"],
+        r["cimade_one_date_within_month"],
+        r["cimade_first_date_1_to_2_months"],
+        r["cimade_first_date_beyond_2_months"],
+        r["cimade_no_date"],
+    ) == (1, 1, 1, 1, 3)
+    assert r["longest_episode_days"] == pytest.approx(1.0)
+    # From 1 March 00:00 (Paris) to the last probe (7 March 10:00 Paris), hourly.
+    assert r["probes_expected"] == 154
+    assert r["coverage"] == pytest.approx(8 / 154)
+
+
+def test_episode_table(week) -> None:  # type: ignore[no-untyped-def]
+    eps = episodes(week, now=datetime(2026, 3, 8, 9, 0, tzinfo=UTC))
+    assert list(eps["probes"]) == [1, 1, 1]
+    assert list(eps["ongoing"]) == [False, False, True]
+    assert eps.iloc[1]["start"] == datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+    assert eps.iloc[1]["end_at"] == datetime(2026, 3, 4, 9, 0, tzinfo=UTC)
+    assert eps.iloc[1]["duration_days"] == pytest.approx(1.0)
+    assert eps.iloc[2]["duration_days"] == pytest.approx(1.0)  # ongoing, to `now`

@@ -1,0 +1,94 @@
+"""Open-data exports validate with Frictionless; filters, Parquet, streaming of probes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from frictionless import validate
+from typer.testing import CliRunner
+
+from observatoire.cli import app
+from observatoire.export import ExportFilter, export_all
+
+from .test_stats import filled, week  # noqa: F401  (fixtures)
+
+
+def test_csv_package_validates_with_frictionless(filled, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    files = export_all(filled, tmp_path / "out")
+    report = validate(str(tmp_path / "out" / "datapackage.json"))
+    assert report.valid, report.flatten(["type", "message"])[:5]
+    package = json.loads((tmp_path / "out" / "datapackage.json").read_text("utf-8"))
+    assert package["licenses"][0]["name"] == "ODbL-1.0"
+    names = {r["name"] for r in package["resources"]}
+    assert {"probes", "stats_department", "stats_target", "episodes", "targets"} <= names
+    for resource in package["resources"]:
+        for field in resource["schema"]["fields"]:
+            assert field["type"] and field["description"]
+    probes = pd.read_csv(tmp_path / "out" / "probes.csv", dtype={"department": str})
+    assert len(probes) == 11 and "id" not in probes.columns
+    assert not any("path" in c for c in probes.columns)
+    assert set(probes["department"]) == {"92", "2A"}
+    assert probes["started_at"].str.endswith("+00:00").all()
+    sums = (tmp_path / "out" / "SHA256SUMS").read_text().splitlines()
+    assert len(sums) == len(files)
+    for line in sums:
+        digest, name = line.split("  ")
+        assert hashlib.sha256((tmp_path / "out" / name).read_bytes()).hexdigest() == digest
+
+
+def test_tampered_export_fails_validation(filled, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    export_all(filled, tmp_path / "out")
+    with (tmp_path / "out" / "probes.csv").open("a") as fh:
+        fh.write("92-a,92,p,legacy_booking,auto,,,,no_slot,,,,,,1,1,1,x,1,0,,\n")
+    assert not validate(str(tmp_path / "out" / "datapackage.json")).valid
+
+
+def test_filters(filled, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    flt = ExportFilter(since=date(2026, 3, 1), until=date(2026, 3, 31), department="92")
+    export_all(filled, tmp_path / "f", flt=flt)
+    probes = pd.read_csv(tmp_path / "f" / "probes.csv", dtype={"department": str})
+    # 92's probes in March, Paris time: the 31 March 22:30 UTC one is already April.
+    assert len(probes) == 8 and set(probes["department"]) == {"92"}
+    stats = pd.read_csv(tmp_path / "f" / "stats_department.csv", dtype={"department": str})
+    assert list(stats["month"]) == ["2026-03"] and list(stats["department"]) == ["92"]
+    assert validate(str(tmp_path / "f" / "datapackage.json")).valid
+
+
+def test_parquet(week, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    files = export_all(week, tmp_path / "p", fmt="parquet")
+    table = pq.read_table(tmp_path / "p" / "probes.parquet")
+    assert table.num_rows == 8
+    stats = pq.read_table(tmp_path / "p" / "stats_target.parquet").to_pandas()
+    assert stats.loc[0, "days_without_slot"] == 2
+    episodes = pq.read_table(tmp_path / "p" / "episodes.parquet").to_pandas()
+    assert list(episodes["ongoing"]) == [False, False, True]
+    package = json.loads((tmp_path / "p" / "datapackage.json").read_text())
+    assert {r["format"] for r in package["resources"]} == {"parquet"}
+    assert all(
+        f.rows == r["stats"]["rows"] for f, r in zip(files, package["resources"], strict=True)
+    )
+
+
+def test_export_cli_checks_its_options(cli_env: dict[str, str]) -> None:
+    assert CliRunner().invoke(app, ["db", "upgrade"]).exit_code == 0
+    bad = CliRunner().invoke(app, ["export", "--from", "mars"])
+    assert bad.exit_code == 2 and "2026-03-01" in bad.stderr
+    bad = CliRunner().invoke(app, ["export", "--format", "xlsx"])
+    assert bad.exit_code == 2
+    ok = CliRunner().invoke(app, ["export", "--format", "parquet"])
+    assert ok.exit_code == 0, ok.output
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_empty_database_exports_empty_valid_files(engine, tmp_path: Path, fmt: str) -> None:  # type: ignore[no-untyped-def]
+    export_all(engine, tmp_path / fmt, fmt=fmt)
+    package = json.loads((tmp_path / fmt / "datapackage.json").read_text())
+    assert all(r["stats"]["rows"] == 0 for r in package["resources"])
+    if fmt == "csv":
+        assert validate(str(tmp_path / fmt / "datapackage.json")).valid
