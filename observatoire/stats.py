@@ -138,9 +138,27 @@ def _days_between(engine: Engine, later: str, earlier: str) -> str:
     return f"(EXTRACT(EPOCH FROM ({later} - {earlier})) / 86400.0)"
 
 
+def daily_counts_sql(chunk: list[Span]) -> tuple[str, list]:  # type: ignore[type-arg]
+    """SELECT target_id, day, <outcome counts>, assisted over raw probes, for these days."""
+    cte, params = _spans_cte("d", chunk)
+    sums = (
+        ", ".join(
+            f"SUM(CASE WHEN p.outcome = '{o}' THEN 1 ELSE 0 END) AS {o}" for o in OUTCOME_COLUMNS
+        )
+        + ", SUM(CASE WHEN p.mode = 'assisted' THEN 1 ELSE 0 END) AS assisted"
+    )
+    return (
+        f"WITH {cte} SELECT p.target_id AS target_id, d.label AS day, {sums} "
+        "FROM d JOIN probes p ON p.started_at >= d.s AND p.started_at < d.e "
+        "GROUP BY d.label, p.target_id",
+        params,
+    )
+
+
 def daily_counts(engine: Engine, days: list[Span]) -> pd.DataFrame:
-    """One row per (target, Paris day) with probes: a count per outcome."""
-    columns = ["target_id", "day", *OUTCOME_COLUMNS]
+    """From raw probes: one row per (target, Paris day): a count per outcome, and of
+    assisted probes. Used to rebuild the `probe_days` rollup."""
+    columns = ["target_id", "day", *OUTCOME_COLUMNS, "assisted"]
     if not days:
         return pd.DataFrame(columns=columns)
     frames = []
@@ -148,8 +166,12 @@ def daily_counts(engine: Engine, days: list[Span]) -> pd.DataFrame:
     for chunk_start in range(0, len(days), 366):
         chunk = days[chunk_start : chunk_start + 366]
         cte, params = _spans_cte("d", chunk)
-        sums = ", ".join(
-            f"SUM(CASE WHEN p.outcome = '{o}' THEN 1 ELSE 0 END) AS {o}" for o in OUTCOME_COLUMNS
+        sums = (
+            ", ".join(
+                f"SUM(CASE WHEN p.outcome = '{o}' THEN 1 ELSE 0 END) AS {o}"
+                for o in OUTCOME_COLUMNS
+            )
+            + ", SUM(CASE WHEN p.mode = 'assisted' THEN 1 ELSE 0 END) AS assisted"
         )
         sql = text(
             f"WITH {cte} SELECT p.target_id AS target_id, d.label AS day, {sums} "
@@ -159,7 +181,7 @@ def daily_counts(engine: Engine, days: list[Span]) -> pd.DataFrame:
         with engine.connect() as conn:
             frames.append(pd.DataFrame(conn.execute(sql).mappings().all(), columns=columns))
     frame = pd.concat(frames, ignore_index=True)
-    for o in OUTCOME_COLUMNS:
+    for o in [*OUTCOME_COLUMNS, "assisted"]:
         frame[o] = frame[o].astype("int64")
     return frame
 
@@ -169,10 +191,17 @@ def lead_histogram(engine: Engine, months: list[Span]) -> pd.DataFrame:
     columns = ["target_id", "month", "cimade", "lead_days", "probes"]
     if not months:
         return pd.DataFrame(columns=columns)
+    sql, params = lead_histogram_sql(engine, months)
+    with engine.connect() as conn:
+        rows = conn.execute(text(sql).bindparams(*params)).mappings().all()
+    return pd.DataFrame(rows, columns=columns)
+
+
+def lead_histogram_sql(engine: Engine, months: list[Span]) -> tuple[str, list]:  # type: ignore[type-arg]
     cte, params = _spans_cte("m", months)
     first = _days_between(engine, "p.first_slot_at", "p.started_at")
     second = _days_between(engine, "p.second_slot_at", "p.started_at")
-    sql = text(
+    sql = (
         f"WITH {cte}, c AS (SELECT p.target_id AS target_id, m.label AS month, "
         "CASE WHEN p.outcome IN ('no_slot', 'procedure_missing') THEN 'no_date' "
         f"WHEN p.second_slot_at IS NOT NULL AND {second} <= 30 THEN 'two_dates_within_month' "
@@ -185,27 +214,44 @@ def lead_histogram(engine: Engine, months: list[Span]) -> pd.DataFrame:
         "(p.outcome = 'available' AND p.first_slot_at IS NOT NULL)) "
         "SELECT target_id, month, cimade, lead_days, COUNT(*) AS probes FROM c "
         "GROUP BY target_id, month, cimade, lead_days"
-    ).bindparams(*params)
+    )
+    return sql, params
+
+
+_VALID = ", ".join(f"'{o}'" for o in VALID_COLUMNS)
+_OPENED = ", ".join(f"'{o}'" for o in VALID_COLUMNS if o not in NO_WAY_COLUMNS)
+#: Runs of valid probes finding no way to book, per target, from raw probes.
+EPISODES_SQL = (
+    f"WITH v AS (SELECT target_id, started_at, CASE WHEN outcome IN ({_OPENED}) THEN 1 "
+    f"ELSE 0 END AS opened FROM probes WHERE outcome IN ({_VALID})), "
+    "g AS (SELECT target_id, started_at, opened, SUM(opened) OVER (PARTITION BY target_id "
+    "ORDER BY started_at ROWS UNBOUNDED PRECEDING) AS run FROM v), "
+    "closed AS (SELECT target_id, run, MIN(started_at) AS start, MAX(started_at) AS last, "
+    "COUNT(*) AS probes FROM g WHERE opened = 0 GROUP BY target_id, run), "
+    "reopen AS (SELECT target_id, run, started_at AS reopened FROM g WHERE opened = 1) "
+    "SELECT c.target_id AS target_id, c.start AS start, c.last AS last, "
+    "r.reopened AS end_at, c.probes AS probes FROM closed c LEFT JOIN reopen r "
+    "ON r.target_id = c.target_id AND r.run = c.run + 1"
+)
+
+
+def episodes_from_probes(engine: Engine) -> pd.DataFrame:
+    """From raw probes (window functions): runs without any slot, per target."""
+    sql = text(EPISODES_SQL + " ORDER BY target_id, start").columns(
+        start=UTCDateTime(), last=UTCDateTime(), end_at=UTCDateTime()
+    )
     with engine.connect() as conn:
-        return pd.DataFrame(conn.execute(sql).mappings().all(), columns=columns)
+        rows = conn.execute(sql).mappings().all()
+    return pd.DataFrame(rows, columns=["target_id", "start", "last", "end_at", "probes"])
 
 
 def episodes(engine: Engine, now: datetime | None = None) -> pd.DataFrame:
-    """Runs without any slot, per target: start, end (next probe that found a way to
-    book, or None if ongoing), probes in the run, duration in days (to `now` if ongoing)."""
-    valid = ", ".join(f"'{o}'" for o in VALID_COLUMNS)
-    opened = ", ".join(f"'{o}'" for o in VALID_COLUMNS if o not in NO_WAY_COLUMNS)
+    """Runs without any slot, per target (from the `episodes` rollup): start, last, end
+    (the next probe that found a way to book; None if ongoing), probes in the run, and the
+    duration in days (to `now` if ongoing)."""
     sql = text(
-        f"WITH v AS (SELECT target_id, started_at, CASE WHEN outcome IN ({opened}) THEN 1 "
-        f"ELSE 0 END AS opened FROM probes WHERE outcome IN ({valid})), "
-        "g AS (SELECT target_id, started_at, opened, SUM(opened) OVER (PARTITION BY target_id "
-        "ORDER BY started_at ROWS UNBOUNDED PRECEDING) AS run FROM v), "
-        "closed AS (SELECT target_id, run, MIN(started_at) AS start, MAX(started_at) AS last, "
-        "COUNT(*) AS probes FROM g WHERE opened = 0 GROUP BY target_id, run), "
-        "reopen AS (SELECT target_id, run, started_at AS reopened FROM g WHERE opened = 1) "
-        "SELECT c.target_id AS target_id, c.start AS start, c.last AS last, "
-        "r.reopened AS end_at, c.probes AS probes FROM closed c LEFT JOIN reopen r "
-        "ON r.target_id = c.target_id AND r.run = c.run + 1 ORDER BY c.target_id, c.start"
+        "SELECT target_id, start_at AS start, last_at AS last, end_at, probes FROM episodes "
+        "ORDER BY target_id, start_at"
     ).columns(start=UTCDateTime(), last=UTCDateTime(), end_at=UTCDateTime())
     with engine.connect() as conn:
         rows = conn.execute(sql).mappings().all()
@@ -283,22 +329,30 @@ class StatsInput:
 
     @classmethod
     def load(cls, engine: Engine, now: datetime | None = None) -> StatsInput:
+        """Read the rollups (small, whatever the number of probes)."""
         targets = targets_frame(engine)
         span = probe_time_range(engine)
         until = now or (span[1] if span else datetime.now(UTC))
         if span is None:
             empty = pd.DataFrame()
             return cls(targets, empty, empty, empty, [], until)
+        columns = ["target_id", "day", *OUTCOME_COLUMNS, "assisted"]
+        with engine.connect() as conn:
+            daily = pd.DataFrame(
+                conn.execute(text(f"SELECT {', '.join(columns)} FROM probe_days")).mappings().all(),
+                columns=columns,
+            )
+            leads = pd.DataFrame(
+                conn.execute(
+                    text("SELECT target_id, month, cimade, lead_days, probes FROM probe_leads")
+                )
+                .mappings()
+                .all(),
+                columns=["target_id", "month", "cimade", "lead_days", "probes"],
+            )
+        leads["lead_days"] = leads["lead_days"].astype("float64").where(leads["lead_days"] >= 0)
         months = paris_months(*span)
-        days = paris_days(*span)
-        return cls(
-            targets,
-            daily_counts(engine, days),
-            lead_histogram(engine, months),
-            episodes(engine, until),
-            months,
-            max(until, span[1]),
-        )
+        return cls(targets, daily, leads, episodes(engine, until), months, max(until, span[1]))
 
 
 def monthly_stats(

@@ -15,6 +15,7 @@ from observatoire.config import Target
 from observatoire.db.models import Probe, TargetRow
 from observatoire.evidence import EvidenceStore
 from observatoire.outcomes import ProbeResult
+from observatoire.rollups import record_probe
 
 
 def sync_targets(engine: Engine, targets: Iterable[Target], now: datetime) -> None:
@@ -92,4 +93,13 @@ def save_probe(engine: Engine, evidence: EvidenceStore, record: ProbeRecord) -> 
     with Session(engine) as session, session.begin():
         session.add(row)
         session.flush()
+        record_probe(
+            session,
+            record.target_id,
+            record.started_at,
+            result.outcome,
+            result.first_slot_at,
+            result.second_slot_at,
+            record.mode,
+        )
         return row.id

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from observatoire.db import TargetRow
 from observatoire.export import export_all
 from observatoire.publish import publish_dir
+from observatoire.rollups import rebuild
 from observatoire.site import SiteContext, build_site
 
 from .test_stats import add_probe, add_target
@@ -24,6 +25,7 @@ def small(engine):  # type: ignore[no-untyped-def]
         add_target(s, "2a-x", "2A", "Corse-du-Sud <script>alert(1)</script>")
         add_probe(s, "2a-x", "2026-03-10T10:00:00+00:00", "no_slot")
         add_probe(s, "2a-x", "2026-03-11T10:00:00+00:00", "available")
+    rebuild(engine)
     return engine
 
 

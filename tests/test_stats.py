@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from observatoire.db import Probe, TargetRow
+from observatoire.rollups import rebuild
 from observatoire.stats import episodes, monthly_stats, paris_months, wilson
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -80,6 +81,7 @@ def filled(engine):  # type: ignore[no-untyped-def]
         # 2A: only coverage failures in March: no valid probe.
         add_probe(s, "2a-c", "2026-03-05T10:00:00+00:00", "unrecognized")
         add_probe(s, "2a-c", "2026-03-06T10:00:00+00:00", "error")
+    rebuild(engine)  # rows were inserted behind the rollups' back
     return engine
 
 
@@ -203,6 +205,7 @@ def week(engine):  # type: ignore[no-untyped-def]
                     second_slot_at=when + timedelta(days=second) if second else None,
                 )
             )
+    rebuild(engine)
     return engine
 
 

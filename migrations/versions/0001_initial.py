@@ -82,7 +82,49 @@ def upgrade() -> None:
         )
 
 
+    op.create_table(
+        "probe_days",
+        sa.Column("target_id", sa.String(length=80), nullable=False),
+        sa.Column("day", sa.String(length=10), nullable=False),
+        *[sa.Column(c, sa.Integer(), nullable=False) for c in (
+            "available", "no_slot", "procedure_missing", "form_open", "blocked", "error",
+            "unrecognized", "assisted")],
+        sa.ForeignKeyConstraint(["target_id"], ["targets.id"],
+                                name=op.f("fk_probe_days_target_id_targets")),
+        sa.PrimaryKeyConstraint("target_id", "day", name=op.f("pk_probe_days")),
+    )
+    op.create_table(
+        "probe_leads",
+        sa.Column("target_id", sa.String(length=80), nullable=False),
+        sa.Column("month", sa.String(length=7), nullable=False),
+        sa.Column("cimade", sa.String(length=40), nullable=False),
+        sa.Column("lead_days", sa.Integer(), nullable=False),
+        sa.Column("probes", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["target_id"], ["targets.id"],
+                                name=op.f("fk_probe_leads_target_id_targets")),
+        sa.PrimaryKeyConstraint("target_id", "month", "cimade", "lead_days",
+                                name=op.f("pk_probe_leads")),
+    )
+    op.create_table(
+        "episodes",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("target_id", sa.String(length=80), nullable=False),
+        sa.Column("start_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("end_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("probes", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["target_id"], ["targets.id"],
+                                name=op.f("fk_episodes_target_id_targets")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_episodes")),
+    )
+    op.create_index(op.f("ix_episodes_target_id"), "episodes", ["target_id"])
+
+
 def downgrade() -> None:
+    op.drop_index(op.f("ix_episodes_target_id"), table_name="episodes")
+    op.drop_table("episodes")
+    op.drop_table("probe_leads")
+    op.drop_table("probe_days")
     with op.batch_alter_table("probes", schema=None) as batch_op:
         batch_op.drop_index("ix_probes_target_id_started_at")
         batch_op.drop_index("ix_probes_started_at")

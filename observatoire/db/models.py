@@ -94,3 +94,48 @@ class Probe(Base):
         Index("ix_probes_target_id_started_at", "target_id", "started_at"),
         Index("ix_probes_started_at", "started_at"),
     )
+
+
+class ProbeDay(Base):
+    """Outcome counts per target and Europe/Paris day, kept up to date with every probe
+    (and rebuildable from `probes`): statistics read this, never the raw rows."""
+
+    __tablename__ = "probe_days"
+
+    target_id: Mapped[str] = mapped_column(ForeignKey("targets.id"), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, Paris
+    available: Mapped[int] = mapped_column(Integer, default=0)
+    no_slot: Mapped[int] = mapped_column(Integer, default=0)
+    procedure_missing: Mapped[int] = mapped_column(Integer, default=0)
+    form_open: Mapped[int] = mapped_column(Integer, default=0)
+    blocked: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[int] = mapped_column(Integer, default=0)
+    unrecognized: Mapped[int] = mapped_column(Integer, default=0)
+    assisted: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ProbeLead(Base):
+    """Per target and Paris month: valid probes by La Cimade class and whole days to the
+    first offered slot (-1 when no date)."""
+
+    __tablename__ = "probe_leads"
+
+    target_id: Mapped[str] = mapped_column(ForeignKey("targets.id"), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    cimade: Mapped[str] = mapped_column(String(40), primary_key=True)
+    lead_days: Mapped[int] = mapped_column(Integer, primary_key=True)
+    probes: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Episode(Base):
+    """A run of valid probes of one target that found no way to book: from its first
+    probe to the next probe that found one (`end_at`), or ongoing."""
+
+    __tablename__ = "episodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    target_id: Mapped[str] = mapped_column(ForeignKey("targets.id"), index=True)
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    end_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    probes: Mapped[int] = mapped_column(Integer, default=1)
