@@ -9,7 +9,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -406,7 +406,7 @@ def site_build(
     from sqlalchemy.orm import Session
 
     from observatoire.db.models import TargetRow
-    from observatoire.site import SiteContext, build_site
+    from observatoire.site import build_site, context_from_settings
 
     engine = _engine()
     if simulated is None:
@@ -416,7 +416,7 @@ def site_build(
 
         simulated = any(_is_loopback(urlsplit(u).netloc) for u in urls)
     target = out_dir or settings().site_dir
-    index = build_site(engine, target, SiteContext(simulated, datetime.now(UTC)))
+    index = build_site(engine, target, context_from_settings(simulated))
     out.print(f"site published: {index}", highlight=False)
 
 

@@ -147,7 +147,15 @@ def run_demo(
     export_dir = out / "export"
     export_all(engine, export_dir)
     site_index = build_site(
-        engine, out / "site", SiteContext(simulated=True, built_at=datetime.now(UTC))
+        engine,
+        out / "site",
+        SiteContext(
+            simulated=True,
+            built_at=datetime.now(UTC),
+            evidence=evidence,
+            user_agent=settings.user_agent,
+            contact_url=settings.contact_url,
+        ),
     )
     engine.dispose()
     return DemoReport(

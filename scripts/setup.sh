@@ -28,4 +28,11 @@ if [ ! -f "$stamp" ]; then
     rm -f .venv/.installed-*
     touch "$stamp"
 fi
+# axe-core (accessibility checks of the public site in the browser tests), from npm.
+if command -v npm >/dev/null 2>&1 && [ ! -f node/node_modules/axe-core/axe.min.js ]; then
+    echo "setup: installing axe-core from npm into node/"
+    mkdir -p node
+    [ -f node/package.json ] || echo '{"name": "observatoire-tools", "private": true}' > node/package.json
+    (cd node && npm install --silent --no-audit --no-fund axe-core@4 >/dev/null)
+fi
 echo "setup: ready"

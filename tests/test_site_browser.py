@@ -1,0 +1,121 @@
+"""The public site in real Chromium: every page type loads with no console error and no
+request leaving localhost, the map links work, and axe-core finds no violation."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from datetime import UTC, datetime
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from observatoire.browser import BrowserPool
+from observatoire.demo import run_demo
+
+from .conftest import REPO, REQUIRE_ALL
+
+AXE = REPO / "node" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@pytest.fixture(scope="module")
+def demo_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("site-demo")
+    report = run_demo(
+        out, days=40, every_hours=12, end=datetime(2026, 4, 10, 12, tzinfo=UTC), show_progress=False
+    )
+    return report.site_index.parent.resolve()
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def served(demo_site: Path):  # type: ignore[no-untyped-def]
+    handler = functools.partial(_Quiet, directory=str(demo_site))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+async def test_every_page_type_in_chromium(
+    served: str, demo_site: Path, browser_pool: BrowserPool
+) -> None:
+    if not AXE.exists():
+        if REQUIRE_ALL:
+            pytest.fail("CI needs axe-core (npm): run scripts/setup.sh")
+        pytest.skip("axe-core not installed (scripts/setup.sh installs it with npm)")
+    department = sorted((demo_site / "departements").glob("[0-9]*.html"))[0].name
+    procedure = sorted((demo_site / "procedures").glob("*.html"))[0].name
+    archive = sorted((demo_site / "archives").glob("2*.html"))[0].name
+    pages = [
+        "index.html",
+        "departements/index.html",
+        f"departements/{department}",
+        f"procedures/{procedure}",
+        f"archives/{archive}",
+        "archives/index.html",
+        "methodologie.html",
+        "transparence.html",
+        "donnees/index.html",
+    ]
+    browser = await browser_pool.browser()
+    context = await browser.new_context(java_script_enabled=True)
+    page = await context.new_page()
+    errors: list[str] = []
+    outside: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on(
+        "request",
+        lambda r: (
+            outside.append(r.url)
+            if urlsplit(r.url).hostname not in ("127.0.0.1", None) and not r.url.startswith("data:")
+            else None
+        ),
+    )
+    try:
+        for path in pages:
+            response = await page.goto(f"{served}/{path}")
+            assert response is not None and response.status == 200, path
+            assert await page.get_attribute("html", "lang") == "fr"
+            await page.add_script_tag(path=str(AXE))
+            result = await page.evaluate("async () => await axe.run()")
+            violations = [
+                (v["id"], v["help"], [n["target"] for n in v["nodes"]][:3])
+                for v in result["violations"]
+            ]
+            assert violations == [], (path, violations)
+        # The map's links lead to department pages, and work from the keyboard.
+        await page.goto(f"{served}/index.html")
+        links = await page.eval_on_selector_all(
+            "svg.map a", "els => els.map(e => e.getAttribute('href'))"
+        )
+        assert links and all(link.startswith("departements/") for link in links)
+        await page.focus("svg.map a")
+        await page.keyboard.press("Enter")
+        await page.wait_for_url("**/departements/*.html")
+        assert await page.title()
+    finally:
+        await context.close()
+    assert errors == []
+    assert outside == []
+
+
+def test_site_has_feed_downloads_and_map_credit(demo_site: Path) -> None:
+    index = (demo_site / "index.html").read_text("utf-8")
+    assert "CC BY 4.0" in index and "svg-maps" in index
+    for code in ("971", "972", "973", "974", "976"):
+        assert f"{code} " in index  # overseas insets are labelled
+    feed = (demo_site / "flux.xml").read_text("utf-8")
+    assert feed.startswith("<?xml") and "<entry>" in feed
+    assert (demo_site / "donnees" / "datapackage.json").exists()
+    assert (demo_site / "donnees" / "probes.csv").exists()
+    assert list((demo_site / "preuves").glob("*.png"))  # browser evidence is shown
