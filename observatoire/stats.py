@@ -323,9 +323,21 @@ class StatsInput:
     targets: pd.DataFrame
     daily: pd.DataFrame
     leads: pd.DataFrame
-    episodes: pd.DataFrame
+    longest: pd.DataFrame  # target_id, month, longest_days
     months: list[Span]
     until: datetime
+    engine: Engine | None = None
+    _episodes: pd.DataFrame | None = None
+
+    @property
+    def episodes(self) -> pd.DataFrame:
+        """Every episode (loaded on first use: the site and the export need them, the
+        monthly figures do not)."""
+        if self._episodes is None:
+            self._episodes = (
+                episodes(self.engine, self.until) if self.engine is not None else pd.DataFrame()
+            )
+        return self._episodes
 
     @classmethod
     def load(cls, engine: Engine, now: datetime | None = None) -> StatsInput:
@@ -335,7 +347,7 @@ class StatsInput:
         until = now or (span[1] if span else datetime.now(UTC))
         if span is None:
             empty = pd.DataFrame()
-            return cls(targets, empty, empty, empty, [], until)
+            return cls(targets, empty, empty, empty, [], until, engine)
         columns = ["target_id", "day", *OUTCOME_COLUMNS, "assisted"]
         with engine.connect() as conn:
             daily = pd.DataFrame(
@@ -352,7 +364,10 @@ class StatsInput:
             )
         leads["lead_days"] = leads["lead_days"].astype("float64").where(leads["lead_days"] >= 0)
         months = paris_months(*span)
-        return cls(targets, daily, leads, episodes(engine, until), months, max(until, span[1]))
+        until = max(until, span[1])
+        return cls(
+            targets, daily, leads, longest_episodes(engine, months, until), months, until, engine
+        )
 
 
 def monthly_stats(
@@ -425,6 +440,8 @@ def monthly_stats(
         .reset_index()
     )
     out = made.merge(day_stats, on=group, how="left")
+    for col in ("days_observed", "days_without_slot"):
+        out[col] = out[col].fillna(0).astype("int64")
 
     # Expected probes and coverage.
     expected = expected_probes(data.targets, data.months, data.until)
@@ -481,21 +498,42 @@ def monthly_stats(
 def _longest_episodes(
     data: StatsInput, meta: pd.DataFrame, keys: list[str], groups: pd.DataFrame
 ) -> list[float]:
-    if data.episodes.empty:
+    if data.longest.empty:
         return [0.0] * len(groups)
-    eps = data.episodes.join(
+    longest = data.longest.join(
         meta[[k for k in LEVELS["target"] if k != "target_id"]], on="target_id"
     )
-    best: dict[tuple[object, ...], float] = {}
-    for ep in eps.itertuples(index=False):
-        end = ep.end_at if ep.end_at is not None and not pd.isna(ep.end_at) else data.until
-        for m in data.months:
-            lo, hi = max(ep.start, m.start), min(end, m.end)
-            if hi <= lo:
-                continue
-            key = (*[getattr(ep, k) for k in keys], m.label)
-            best[key] = max(best.get(key, 0.0), (hi - lo).total_seconds() / 86400)
-    return [round(best.get(tuple(r), 0.0), 2) for r in groups.itertuples(index=False)]
+    best = longest.groupby([*keys, "month"], dropna=False)["longest_days"].max()
+    out = []
+    for r in groups.itertuples(index=False):
+        key = tuple(r) if len(r) > 1 else r[0]
+        value = best.get(key, 0.0)
+        out.append(round(float(value), 2) if value == value else 0.0)
+    return out
+
+
+def longest_episodes(engine: Engine, months: list[Span], until: datetime) -> pd.DataFrame:
+    """Per target and month, the longest episode without any slot clipped to the month
+    (days), computed in SQL over the `episodes` rollup."""
+    columns = ["target_id", "month", "longest_days"]
+    if not months:
+        return pd.DataFrame(columns=columns)
+    cte, params = _spans_cte("m", months)
+    params.append(bindparam("until", until, type_=UTCDateTime()))
+    if engine.dialect.name == "sqlite":
+        lo, hi = "max(e.start_at, m.s)", "min(COALESCE(e.end_at, :until), m.e)"
+    else:
+        lo, hi = "GREATEST(e.start_at, m.s)", "LEAST(COALESCE(e.end_at, :until), m.e)"
+    sql = text(
+        f"WITH {cte} SELECT e.target_id AS target_id, m.label AS month, "
+        f"MAX({_days_between(engine, hi, lo)}) AS longest_days FROM m JOIN episodes e "
+        "ON e.start_at < m.e AND COALESCE(e.end_at, :until) > m.s "
+        "GROUP BY e.target_id, m.label"
+    ).bindparams(*params)
+    with engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(sql).mappings().all(), columns=columns)
+    frame["longest_days"] = frame["longest_days"].astype("float64").clip(lower=0)
+    return frame
 
 
 def last_complete_month(now: datetime) -> str:
