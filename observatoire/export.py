@@ -147,6 +147,14 @@ class ExportFilter:
         )
 
 
+def iso_utc(column: pd.Series) -> pd.Series:
+    """Database times (naive-UTC text from SQLite, aware datetimes from PostgreSQL) as
+    ISO 8601 with an explicit UTC offset, vectorised."""
+    parsed = pd.to_datetime(column, utc=True, format="mixed")
+    text_ = parsed.dt.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return text_.where(parsed.notna(), None)
+
+
 def _iso(value: object) -> object:
     if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
         return None
@@ -180,12 +188,6 @@ def _probe_chunks(engine: Engine, flt: ExportFilter) -> Iterator[pd.DataFrame]:
         "p.page_sha256 AS page_sha256, p.screenshot_sha256 AS screenshot_sha256 "
         "FROM probes p JOIN targets t ON t.id = p.target_id "
         f"WHERE {' AND '.join(where)} ORDER BY p.started_at, p.id"
-    ).columns(
-        scheduled_at=UTCDateTime(),
-        started_at=UTCDateTime(),
-        finished_at=UTCDateTime(),
-        first_slot_at=UTCDateTime(),
-        second_slot_at=UTCDateTime(),
     )
     with engine.connect().execution_options(stream_results=True, yield_per=CHUNK) as conn:
         result = conn.execute(sql, params)
@@ -193,7 +195,7 @@ def _probe_chunks(engine: Engine, flt: ExportFilter) -> Iterator[pd.DataFrame]:
             rows = result.fetchmany(CHUNK)
             if not rows:
                 return
-            frame = pd.DataFrame([dict(r._mapping) for r in rows], columns=list(PROBE_FIELDS))
+            frame = pd.DataFrame.from_records(rows, columns=list(PROBE_FIELDS))
             for col in (
                 "scheduled_at",
                 "started_at",
@@ -201,7 +203,7 @@ def _probe_chunks(engine: Engine, flt: ExportFilter) -> Iterator[pd.DataFrame]:
                 "first_slot_at",
                 "second_slot_at",
             ):
-                frame[col] = [_iso(v) for v in frame[col]]
+                frame[col] = iso_utc(frame[col])
             yield frame
 
 
@@ -221,17 +223,16 @@ def _normalise(frame: pd.DataFrame, fields: dict[str, tuple[str, str]]) -> pd.Da
     for name, (kind, _) in fields.items():
         col = frame[name]
         if kind == "integer":
-            frame[name] = pd.array([None if pd.isna(v) else int(v) for v in col], dtype="Int64")
+            frame[name] = pd.to_numeric(col, errors="coerce").round().astype("Int64")
         elif kind == "number":
             frame[name] = pd.to_numeric(col, errors="coerce").astype("float64")
         elif kind == "boolean":
-            frame[name] = pd.array([None if pd.isna(v) else bool(v) for v in col], dtype="boolean")
+            frame[name] = col.astype("boolean")
         elif kind == "datetime":
-            frame[name] = [_iso(v) for v in col]
+            if len(col) and not isinstance(col.dropna().iloc[0] if col.notna().any() else "", str):
+                frame[name] = iso_utc(col)
         else:
-            frame[name] = [
-                None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v) for v in col
-            ]
+            frame[name] = col.astype("string")
     return frame
 
 
@@ -283,7 +284,12 @@ class _Writer:
 
 
 def export_all(
-    engine: Engine, out: Path, fmt: str = "csv", flt: ExportFilter | None = None
+    engine: Engine,
+    out: Path,
+    fmt: str = "csv",
+    flt: ExportFilter | None = None,
+    data: StatsInput | None = None,
+    levels: dict[str, pd.DataFrame] | None = None,
 ) -> list[ExportedFile]:
     """Write every table and `datapackage.json` into `out`; returns the files written."""
     if fmt not in ("csv", "parquet"):
@@ -298,7 +304,7 @@ def export_all(
         writer.write(chunk)
     files.append((writer.close(), "probes", "Every probe: one row per observation", PROBE_FIELDS))
 
-    data = StatsInput.load(engine)
+    data = data or StatsInput.load(engine)
     first_month, last_month = flt.months()
     for level, title in (
         ("department", "Monthly statistics per department"),
@@ -306,7 +312,9 @@ def export_all(
         ("target", "Monthly statistics per target"),
         ("national", "Monthly statistics, all targets"),
     ):
-        frame = monthly_stats(engine, level, data)
+        frame = (levels or {}).get(level)
+        if frame is None:
+            frame = monthly_stats(engine, level, data)
         if first_month:
             frame = frame[frame["month"] >= first_month]
         if last_month:

@@ -366,7 +366,7 @@ def build_site(engine: Engine, out: Path, ctx: SiteContext) -> Path:
             (folder / rel).parent.mkdir(parents=True, exist_ok=True)
             assert ctx.evidence is not None
             shutil.copy(ctx.evidence.path_for(sha, "png"), folder / rel)
-        files = export_all(engine, folder / "donnees")
+        files = export_all(engine, folder / "donnees", data=data, levels=levels)
         (folder / "donnees" / "index.html").write_text(
             env.get_template("site/donnees.html").render(root="../", files=files, **common),
             encoding="utf-8",
