@@ -81,16 +81,26 @@ def upgrade() -> None:
             "ix_probes_target_id_started_at", ["target_id", "started_at"], unique=False
         )
 
-
     op.create_table(
         "probe_days",
         sa.Column("target_id", sa.String(length=80), nullable=False),
         sa.Column("day", sa.String(length=10), nullable=False),
-        *[sa.Column(c, sa.Integer(), nullable=False) for c in (
-            "available", "no_slot", "procedure_missing", "form_open", "blocked", "error",
-            "unrecognized", "assisted")],
-        sa.ForeignKeyConstraint(["target_id"], ["targets.id"],
-                                name=op.f("fk_probe_days_target_id_targets")),
+        *[
+            sa.Column(c, sa.Integer(), nullable=False)
+            for c in (
+                "available",
+                "no_slot",
+                "procedure_missing",
+                "form_open",
+                "blocked",
+                "error",
+                "unrecognized",
+                "assisted",
+            )
+        ],
+        sa.ForeignKeyConstraint(
+            ["target_id"], ["targets.id"], name=op.f("fk_probe_days_target_id_targets")
+        ),
         sa.PrimaryKeyConstraint("target_id", "day", name=op.f("pk_probe_days")),
     )
     op.create_table(
@@ -100,10 +110,12 @@ def upgrade() -> None:
         sa.Column("cimade", sa.String(length=40), nullable=False),
         sa.Column("lead_days", sa.Integer(), nullable=False),
         sa.Column("probes", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(["target_id"], ["targets.id"],
-                                name=op.f("fk_probe_leads_target_id_targets")),
-        sa.PrimaryKeyConstraint("target_id", "month", "cimade", "lead_days",
-                                name=op.f("pk_probe_leads")),
+        sa.ForeignKeyConstraint(
+            ["target_id"], ["targets.id"], name=op.f("fk_probe_leads_target_id_targets")
+        ),
+        sa.PrimaryKeyConstraint(
+            "target_id", "month", "cimade", "lead_days", name=op.f("pk_probe_leads")
+        ),
     )
     op.create_table(
         "episodes",
@@ -113,8 +125,9 @@ def upgrade() -> None:
         sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("end_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("probes", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(["target_id"], ["targets.id"],
-                                name=op.f("fk_episodes_target_id_targets")),
+        sa.ForeignKeyConstraint(
+            ["target_id"], ["targets.id"], name=op.f("fk_episodes_target_id_targets")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_episodes")),
     )
     op.create_index(op.f("ix_episodes_target_id"), "episodes", ["target_id"])
