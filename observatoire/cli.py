@@ -420,6 +420,55 @@ def site_build(
     out.print(f"site published: {index}", highlight=False)
 
 
+@app.command()
+@friendly_errors
+def dossier(
+    target: Annotated[str | None, typer.Option("--target", help="Target id.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder to write.")] = None,
+    since: Annotated[str | None, typer.Option("--from", help="First day, YYYY-MM-DD.")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="Last day, YYYY-MM-DD.")] = None,
+    verify_dir: Annotated[
+        Path | None,
+        typer.Option("--verify", help="Re-check the hashes of an existing dossier instead."),
+    ] = None,
+) -> None:
+    """Evidence dossier for a référé "mesures utiles": every attempt with its evidence and
+    hashes, HTML and PDF, and a manifest; or, with --verify DIR, re-check one."""
+    from observatoire.dossier import DossierError, build_dossier, verify
+
+    if verify_dir is not None:
+        problems = verify(verify_dir)
+        for problem in problems:
+            err.print(problem, highlight=False, markup=False)
+        if problems:
+            raise fail(f"{len(problems)} problem(s): the dossier was altered", code=1)
+        out.print(f"{verify_dir}: every file matches manifest.json", highlight=False)
+        return
+    if not target or not out_dir:
+        raise fail("--target and --out are required (or --verify DIR)")
+    s = settings()
+    from observatoire.evidence import EvidenceStore
+
+    try:
+        manifest = build_dossier(
+            _engine(),
+            EvidenceStore(s.evidence_dir),
+            target,
+            out_dir,
+            _parse_day(since, "--from"),
+            _parse_day(until, "--to"),
+            s.user_agent,
+        )
+    except DossierError as exc:
+        raise fail(str(exc)) from None
+    out.print(
+        f"{out_dir / 'dossier.pdf'}: {manifest['attempts']} attempts, "
+        f"{manifest['failed_attempts']} without any way to book, in "
+        f"{len(manifest['iso_weeks_with_failure'])} ISO weeks",
+        highlight=False,
+    )
+
+
 # -- simulator and demo ---------------------------------------------------------------
 @app.command()
 def simulate(
