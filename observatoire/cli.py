@@ -9,7 +9,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -467,6 +467,74 @@ def dossier(
         f"{len(manifest['iso_weeks_with_failure'])} ISO weeks",
         highlight=False,
     )
+
+
+@app.command()
+@friendly_errors
+def run(
+    config: ConfigOption = None,
+    shard: Annotated[
+        str,
+        typer.Option(
+            help="This host's share of the targets, i/n "
+            "(several hosts sharing one PostgreSQL database)."
+        ),
+    ] = "0/1",
+    simulator_url: Annotated[
+        str | None,
+        typer.Option(help="Base URL of a running simulator, for files using {simulator}."),
+    ] = None,
+    log_json: Annotated[bool, typer.Option("--log-json", help="Structured logs.")] = False,
+    every: Annotated[
+        float | None, typer.Option(hidden=True, help="Testing: every target's cadence in seconds.")
+    ] = None,
+) -> None:
+    """The probe daemon: every enabled target at its own cadence (default hourly, with
+    jitter), until SIGTERM/SIGINT (probes in flight finish first); SIGHUP reloads the
+    targets file. For cron, use `probe --all` instead."""
+    from observatoire.logs import setup_logging
+    from observatoire.scheduler import Daemon, parse_shard
+
+    setup_logging(log_json)
+    s = settings()
+    try:
+        shard_t = parse_shard(shard)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    path = str(config or s.config)
+    cfg = _config(config, simulator_url)  # validate now: a bad file is exit 2
+    remote = sorted({t.host for t in cfg.enabled_targets if not _is_loopback(t.host)})
+    if remote and not s.contact_url:
+        raise fail("set OBSERVATOIRE_CONTACT_URL before probing real hosts: " + ", ".join(remote))
+    code = asyncio.run(Daemon(s, path, shard_t, simulator_url, every).run())
+    raise typer.Exit(code)
+
+
+@app.command()
+@friendly_errors
+def status(
+    config: ConfigOption = None,
+    simulator_url: Annotated[str | None, typer.Option(help="For files using {simulator}.")] = None,
+    log_json: Annotated[bool, typer.Option("--log-json", help="JSON output.")] = False,
+) -> None:
+    """Health: per target, the last probe and the outcome mix of the last 24 h; flags a
+    target not probed for 3 cadences and an adapter whose error/unrecognized share jumped
+    (the site probably changed). Exit 1 when something needs a human."""
+    from observatoire.health import check_health
+
+    cfg = _config(config, simulator_url)
+    report = check_health(_engine(), cfg.targets, datetime.now(UTC))
+    if log_json:
+        typer.echo(json.dumps(report.as_dict(), ensure_ascii=False, default=str))
+    else:
+        table = Table("target", "last probe (Paris)", "outcome", "24 h mix", "flag")
+        for row in report.rows:
+            table.add_row(row["target"], row["last"], row["outcome"], row["mix"], row["flag"])
+        out.print(table)
+        for flag in report.flags:
+            err.print(f"needs a human: {flag}", highlight=False)
+    if report.flags:
+        raise typer.Exit(1)
 
 
 # -- simulator and demo ---------------------------------------------------------------

@@ -12,7 +12,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
@@ -21,6 +21,7 @@ from observatoire.browser import BrowserPool
 from observatoire.clock import Clock
 from observatoire.config import Target
 from observatoire.evidence import EvidenceStore
+from observatoire.leases import acquire, holder_id, release
 from observatoire.outcomes import ProbeResult
 from observatoire.platforms import PLATFORMS
 from observatoire.politeness import PolitePolicy
@@ -91,6 +92,7 @@ async def run_sweep(
     scheduled_at: datetime | None = None,
     on_probe: Callable[[Target, ProbeResult], None] | None = None,
     browser: BrowserPool | None = None,
+    holder: str | None = None,
 ) -> SweepReport:
     """Probe `targets` once. A browser is started only if a browser adapter needs one
     (and closed at the end unless the caller passed its own)."""
@@ -105,33 +107,45 @@ async def run_sweep(
     for t in probeable:
         by_host[t.host].append(t)
 
+    holder = holder or holder_id()
+
     async def host_worker(host_targets: list[Target]) -> None:
         for target in host_targets:
-            adapter = get_adapter(target.platform)
-            started = clock.now()
-            t0 = time.monotonic()
-            result, requests, attempts = await probe_target(
-                adapter, target, policy, clock, retry_base, browser
-            )
-            duration_ms = int((time.monotonic() - t0) * 1000)
-            record = ProbeRecord(
-                target_id=target.id,
-                scheduled_at=scheduled_at or started,
-                started_at=started,
-                finished_at=max(clock.now(), started),
-                result=result,
-                requests_made=requests,
-                attempts=attempts,
-                duration_ms=duration_ms,
-                adapter=adapter.name,
-                adapter_version=adapter.version,
-            )
-            save_probe(engine, evidence, record)
-            report.probed += 1
-            report.requests += requests
-            report.outcomes[result.outcome.value] += 1
-            if on_probe is not None:
-                on_probe(target, result)
+            # Another run (an overlapping cron job, another shard) may be on it already.
+            if not acquire(engine, target.id, holder, datetime.now(UTC)):
+                report.skipped[target.id] = "busy: being probed by another run"
+                continue
+            try:
+                await probe_and_store(target)
+            finally:
+                release(engine, target.id, holder)
+
+    async def probe_and_store(target: Target) -> None:
+        adapter = get_adapter(target.platform)
+        started = clock.now()
+        t0 = time.monotonic()
+        result, requests, attempts = await probe_target(
+            adapter, target, policy, clock, retry_base, browser
+        )
+        duration_ms = int((time.monotonic() - t0) * 1000)
+        record = ProbeRecord(
+            target_id=target.id,
+            scheduled_at=scheduled_at or started,
+            started_at=started,
+            finished_at=max(clock.now(), started),
+            result=result,
+            requests_made=requests,
+            attempts=attempts,
+            duration_ms=duration_ms,
+            adapter=adapter.name,
+            adapter_version=adapter.version,
+        )
+        save_probe(engine, evidence, record)
+        report.probed += 1
+        report.requests += requests
+        report.outcomes[result.outcome.value] += 1
+        if on_probe is not None:
+            on_probe(target, result)
 
     try:
         await asyncio.gather(*(host_worker(ts) for ts in by_host.values()))

@@ -131,9 +131,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_episodes")),
     )
     op.create_index(op.f("ix_episodes_target_id"), "episodes", ["target_id"])
+    op.create_table(
+        "leases",
+        sa.Column("target_id", sa.String(length=80), nullable=False),
+        sa.Column("holder", sa.String(length=120), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("target_id", name=op.f("pk_leases")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("leases")
     op.drop_index(op.f("ix_episodes_target_id"), table_name="episodes")
     op.drop_table("episodes")
     op.drop_table("probe_leads")

@@ -139,3 +139,14 @@ class Episode(Base):
     last_at: Mapped[datetime] = mapped_column(UTCDateTime)
     end_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     probes: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Lease(Base):
+    """Who is probing a target right now: overlapping cron runs and daemons on several
+    hosts never probe the same target at once."""
+
+    __tablename__ = "leases"
+
+    target_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(120))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,238 @@
+"""The daemon: cadence, graceful stop, kill -9 at random moments, shards, leases, health."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from observatoire.cli import app
+from observatoire.config import load_config
+from observatoire.db import Probe, make_engine
+from observatoire.db.migrate import upgrade
+from observatoire.evidence import EvidenceStore
+from observatoire.leases import acquire, release
+from observatoire.scheduler import in_shard, parse_shard
+from observatoire.simulator import RunningSimulator
+from observatoire.store import sync_targets
+
+from .conftest import DEMO_CONFIG, REPO
+
+LEGACY_ONLY = """version: 1
+defaults: {interval_minutes: 60}
+procedures: {titre-sejour: Titre de séjour, renouvellement: Renouvellement}
+departments:
+  - code: "93"
+    name: Seine-Saint-Denis
+    prefecture: Bobigny
+    targets:
+      - {id: 93-titre-sejour-9845, procedure: titre-sejour, label: VPF, platform: legacy_booking,
+         url: "{simulator}/www.seine-saint-denis.gouv.fr/booking/create/9845",
+         options: {planning: 9846}}
+  - code: "91"
+    name: Essonne
+    prefecture: Évry-Courcouronnes
+    targets:
+      - {id: 91-renouvellement-14056, procedure: renouvellement, label: R,
+         platform: legacy_booking,
+         url: "{simulator}/www.essonne.gouv.fr/booking/create/14056",
+         options: {planning: 15992}}
+  - code: "34"
+    name: Hérault
+    prefecture: Montpellier
+    targets:
+      - {id: 34-titre-sejour-15259, procedure: titre-sejour, label: TS,
+         platform: legacy_booking, url: "{simulator}/www.herault.gouv.fr/booking/create/15259",
+         options: {planning: 15260}}
+"""
+
+
+@pytest.fixture
+def daemon_env(tmp_path: Path, live_simulator: RunningSimulator) -> dict[str, str]:
+    db = f"sqlite:///{tmp_path / 'd.sqlite'}"
+    upgrade(db)
+    (tmp_path / "targets.yaml").write_text(LEGACY_ONLY, encoding="utf-8")
+    env = {
+        **os.environ,
+        "OBSERVATOIRE_DATABASE_URL": db,
+        "OBSERVATOIRE_DATA_DIR": str(tmp_path / "data"),
+        "OBSERVATOIRE_MIN_DELAY_SECONDS": "0",
+        "OBSERVATOIRE_RETRY_BASE_SECONDS": "0",
+        "SIM": live_simulator.base_url,
+        "CFG": str(tmp_path / "targets.yaml"),
+    }
+    env.pop("OBSERVATOIRE_CONTACT_URL", None)
+    return env
+
+
+def start_daemon(env: dict[str, str], every: float = 1.0) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "observatoire.cli",
+            "run",
+            "--config",
+            env["CFG"],
+            "--simulator-url",
+            env["SIM"],
+            "--every",
+            str(every),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def count(env: dict[str, str]) -> int:
+    engine = make_engine(env["OBSERVATOIRE_DATABASE_URL"])
+    with Session(engine) as s:
+        n = s.scalar(select(func.count(Probe.id))) or 0
+    engine.dispose()
+    return n
+
+
+def wait_for(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_daemon_keeps_cadence_and_stops_gracefully(daemon_env: dict[str, str]) -> None:
+    proc = start_daemon(daemon_env)
+    try:
+        assert wait_for(lambda: count(daemon_env) >= 9), proc.stderr.read() if proc.poll() else ""
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert "daemon stopped" in stderr
+    engine = make_engine(daemon_env["OBSERVATOIRE_DATABASE_URL"])
+    with Session(engine) as s:
+        rows = s.scalars(select(Probe)).all()
+    per_target: dict[str, list[datetime]] = {}
+    for r in rows:
+        assert r.scheduled_at is not None and r.started_at >= r.scheduled_at - timedelta(seconds=1)
+        per_target.setdefault(r.target_id, []).append(r.started_at)
+    assert set(per_target) == {
+        "93-titre-sejour-9845",
+        "91-renouvellement-14056",
+        "34-titre-sejour-15259",
+    }
+    for times in per_target.values():
+        gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+        assert all(0.5 <= g <= 5 for g in gaps), gaps  # 1 s cadence, jitter, politeness
+
+
+def test_kill_9_loses_no_completed_probe(daemon_env: dict[str, str]) -> None:
+    rng = random.Random(7)
+    evidence = EvidenceStore(Path(daemon_env["OBSERVATOIRE_DATA_DIR"]) / "evidence")
+    engine = make_engine(daemon_env["OBSERVATOIRE_DATABASE_URL"])
+    before = 0
+    for _ in range(8):
+        proc = start_daemon(daemon_env, every=0.5)
+        assert wait_for(lambda b=before: count(daemon_env) > b, 30)
+        time.sleep(rng.uniform(0.0, 1.5))
+        proc.kill()
+        proc.wait()
+        with Session(engine) as s:
+            rows = s.scalars(select(Probe)).all()
+            for r in rows:
+                assert r.finished_at and r.outcome and r.adapter_version
+                if r.page_sha256:
+                    assert evidence.verify(r.page_sha256, "html"), r.page_sha256
+            with engine.connect() as conn:
+                rolled = conn.execute(
+                    text(
+                        "SELECT SUM(available + no_slot + procedure_missing + form_open + blocked "
+                        "+ error + unrecognized) FROM probe_days"
+                    )
+                ).scalar()
+            assert rolled == len(rows)  # rollups commit with their probe, or not at all
+        assert len(rows) >= before  # nothing completed was lost
+        before = len(rows)
+    # The next start carries on (leases of killed processes are released).
+    proc = start_daemon(daemon_env, every=0.5)
+    assert wait_for(lambda: count(daemon_env) >= before + 3, 30)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_shards_partition_the_targets() -> None:
+    config = load_config(REPO / "config" / "prefectures.yaml")
+    ids = [t.id for t in config.targets]
+    for n in (1, 2, 3, 5):
+        owners = [[i for i in range(n) if in_shard(t, (i, n))] for t in ids]
+        assert all(len(o) == 1 for o in owners)
+    assert parse_shard("1/3") == (1, 3)
+    for bad in ("3/3", "x", "1/0", "-1/2"):
+        with pytest.raises(ValueError):
+            parse_shard(bad)
+
+
+def test_leases_keep_two_runs_off_one_target(engine) -> None:  # type: ignore[no-untyped-def]
+    now = datetime.now(UTC)
+    assert acquire(engine, "t", "host:1", now)
+    assert not acquire(engine, "t", "host:2", now)
+    assert acquire(engine, "t", "host:2", now + timedelta(hours=1))  # expired
+    release(engine, "t", "host:2")
+    assert acquire(engine, "t", "host:1", now)
+
+
+def test_status_flags_what_needs_a_human(
+    cli_env: dict[str, str], simulator: RunningSimulator
+) -> None:
+    assert CliRunner().invoke(app, ["db", "upgrade"]).exit_code == 0
+    config = load_config(DEMO_CONFIG, simulator_url=simulator.base_url)
+    engine = make_engine(cli_env["OBSERVATOIRE_DATABASE_URL"])
+    now = datetime.now(UTC)
+    sync_targets(engine, config.targets, now)
+    with Session(engine) as s, s.begin():
+        for i in range(8):  # the legacy adapter: all errors today, fine before
+            for target in ("93-titre-sejour-9845", "91-renouvellement-14056"):
+                for when, outcome in (
+                    (now - timedelta(hours=i), "unrecognized"),
+                    (now - timedelta(days=3, hours=i), "no_slot"),
+                ):
+                    s.add(
+                        Probe(
+                            target_id=target,
+                            started_at=when,
+                            finished_at=when,
+                            outcome=outcome,
+                            detail="",
+                            requests_made=1,
+                            attempts=1,
+                            duration_ms=1,
+                            adapter="legacy_booking",
+                            adapter_version="1.0",
+                            robot_version="0",
+                            mode="auto",
+                        )
+                    )
+    args = ["status", "--config", str(DEMO_CONFIG), "--simulator-url", simulator.base_url]
+    result = CliRunner().invoke(app, [*args, "--log-json"])
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    assert any("legacy_booking" in f and "site probably changed" in f for f in report["flags"])
+    assert any(f.startswith("34-titre-sejour-15259: not probed") for f in report["flags"])
+    assert not any(f.startswith("93-titre-sejour-9845: not probed") for f in report["flags"])
