@@ -236,3 +236,66 @@ def test_status_flags_what_needs_a_human(
     assert any("legacy_booking" in f and "site probably changed" in f for f in report["flags"])
     assert any(f.startswith("34-titre-sejour-15259: not probed") for f in report["flags"])
     assert not any(f.startswith("93-titre-sejour-9845: not probed") for f in report["flags"])
+
+
+def test_two_shards_on_postgresql_probe_each_target_once_per_cadence(
+    pg_url: str, live_simulator: RunningSimulator, tmp_path: Path
+) -> None:
+    upgrade(pg_url)
+    (tmp_path / "targets.yaml").write_text(LEGACY_ONLY, encoding="utf-8")
+    env = {
+        **os.environ,
+        "OBSERVATOIRE_DATABASE_URL": pg_url,
+        "OBSERVATOIRE_DATA_DIR": str(tmp_path / "data"),
+        "OBSERVATOIRE_MIN_DELAY_SECONDS": "0",
+        "OBSERVATOIRE_RETRY_BASE_SECONDS": "0",
+    }
+    env.pop("OBSERVATOIRE_CONTACT_URL", None)
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "observatoire.cli",
+                "run",
+                "--config",
+                str(tmp_path / "targets.yaml"),
+                "--simulator-url",
+                live_simulator.base_url,
+                "--every",
+                "1",
+                "--shard",
+                f"{i}/2",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    engine = make_engine(pg_url)
+
+    def enough() -> bool:
+        with Session(engine) as s:
+            return (s.scalar(select(func.count(Probe.id))) or 0) >= 12
+
+    try:
+        assert wait_for(enough, 40)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.communicate(timeout=30)
+    assert all(p.returncode == 0 for p in procs)
+    with Session(engine) as s:
+        rows = s.scalars(select(Probe).order_by(Probe.started_at)).all()
+    engine.dispose()
+    per_target: dict[str, list[datetime]] = {}
+    for r in rows:
+        per_target.setdefault(r.target_id, []).append(r.started_at)
+    assert len(per_target) == 3  # every target is somebody's
+    for times in per_target.values():
+        gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+        assert all(g >= 0.5 for g in gaps), gaps  # never twice in one cadence
