@@ -125,11 +125,14 @@ class PolitePolicy:
         timeout: float,
         transport: httpx.AsyncBaseTransport | None = None,
         max_inline_pause: float = MAX_INLINE_PAUSE_SECONDS,
+        max_pause: float = MAX_PAUSE_SECONDS,
     ) -> None:
         self.user_agent = user_agent
         self.min_delay = min_delay
         self.timeout = httpx.Timeout(timeout)
         self.max_inline_pause = max_inline_pause
+        #: Longest pause a Retry-After can impose (compressed only by virtual-time soaks).
+        self.max_pause = max_pause
         self._transport = _SharedTransport(transport or _PerHostTransport())
         self._inner = transport
         self.gates: dict[str, HostGate] = {}
@@ -175,7 +178,7 @@ class PolitePolicy:
         if pause is not None:
             gate = self.gate(host)
             gate.next_allowed = max(
-                gate.next_allowed, time.monotonic() + min(pause, MAX_PAUSE_SECONDS)
+                gate.next_allowed, time.monotonic() + min(pause, self.max_pause)
             )
 
     async def send(self, client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:

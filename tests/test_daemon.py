@@ -146,7 +146,7 @@ def test_kill_9_loses_no_completed_probe(daemon_env: dict[str, str]) -> None:
     evidence = EvidenceStore(Path(daemon_env["OBSERVATOIRE_DATA_DIR"]) / "evidence")
     engine = make_engine(daemon_env["OBSERVATOIRE_DATABASE_URL"])
     before = 0
-    for _ in range(8):
+    for _ in range(20):
         proc = start_daemon(daemon_env, every=0.5)
         assert wait_for(lambda b=before: count(daemon_env) > b, 30)
         time.sleep(rng.uniform(0.0, 1.5))
