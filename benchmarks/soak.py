@@ -66,6 +66,8 @@ async def soak(days: int, share: float, workdir: Path) -> list[list[object]]:
         rss_end = tree_rss_mb()
         await policy.aclose()
         conduct = sim.state.conduct.report()
+    for violation in conduct["violations"][:5]:
+        print("violation:", violation)
     rows.append(
         [
             days,

@@ -168,6 +168,7 @@ def _router(http: HttpSession, block_assets: bool, paused: list[HostPaused], fai
             # Timeouts, resets: let the page see a network failure.
             text = str(exc).lower()
             failures.append("timeout" if "timeout" in text else "network")
+            policy.note_failure(host)
             with contextlib.suppress(Exception):
                 await route.abort("timedout" if "timeout" in text else "failed")
             return

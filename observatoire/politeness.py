@@ -181,11 +181,23 @@ class PolitePolicy:
                 gate.next_allowed, time.monotonic() + min(pause, self.max_pause)
             )
 
+    def note_failure(self, host: str) -> None:
+        """After a timeout or a broken connection the site may still be working on the
+        request we gave up on: wait at least as long as we waited for it before sending
+        another, so errors never make the robot faster."""
+        gate = self.gate(host)
+        backoff = min(max(self.min_delay, self.timeout.read or 0.0), self.max_pause)
+        gate.next_allowed = max(gate.next_allowed, time.monotonic() + backoff)
+
     async def send(self, client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
         host = request.url.netloc.decode("ascii").lower()
-        async with self.hold(host):
-            response = await client.send(request)
-            await response.aread()
+        try:
+            async with self.hold(host):
+                response = await client.send(request)
+                await response.aread()
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError):
+            self.note_failure(host)
+            raise
         self.note_response(host, response.status_code, response.headers.get("retry-after"))
         return response
 
