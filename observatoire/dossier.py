@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -30,9 +29,8 @@ from observatoire.db.models import Probe, TargetRow
 from observatoire.evidence import EvidenceStore
 from observatoire.evidence_render import render_png
 from observatoire.outcomes import NO_WAY_TO_BOOK, Outcome
-from observatoire.site import OUTCOMES_FR, paris_time, percent
+from observatoire.site import environment
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 #: Thumbnails rendered from saved HTML (httpx probes have no screenshot) at most.
 MAX_RENDERED = 120
 
@@ -189,25 +187,19 @@ def build_dossier(
     summary = summarize(attempts)
     asyncio.run(_render_missing(attempts, files_dir, info["url"], user_agent, pdf))
 
-    env = Environment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=select_autoescape(["html"]),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters.update(
-        paris_time=paris_time, percent=percent, outcome_fr=lambda o: OUTCOMES_FR.get(o, o)
-    )
-    html = env.get_template("dossier/dossier.html").render(
-        target=info,
-        attempts=attempts,
-        summary=summary,
-        since=since,
-        until=until,
-        generated_at=datetime.now(UTC),
-        version=__version__,
-        user_agent=user_agent,
+    html = (
+        environment()
+        .get_template("dossier/dossier.html")
+        .render(
+            target=info,
+            attempts=attempts,
+            summary=summary,
+            since=since,
+            until=until,
+            generated_at=datetime.now(UTC),
+            version=__version__,
+            user_agent=user_agent,
+        )
     )
     (out / "dossier.html").write_text(html, encoding="utf-8")
     if pdf:

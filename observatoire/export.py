@@ -155,14 +155,6 @@ def iso_utc(column: pd.Series) -> pd.Series:
     return text_.where(parsed.notna(), None)
 
 
-def _iso(value: object) -> object:
-    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
-        return None
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    return value
-
-
 def _probe_chunks(engine: Engine, flt: ExportFilter) -> Iterator[pd.DataFrame]:
     where = ["1 = 1"]
     params: dict[str, object] = {}

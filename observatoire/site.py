@@ -28,25 +28,12 @@ from observatoire.db.models import Probe
 from observatoire.db.types import UTCDateTime
 from observatoire.evidence import EvidenceStore
 from observatoire.export import export_all
+from observatoire.french import MONTHS_FR
 from observatoire.publish import publish_dir
 from observatoire.settings import Settings
 from observatoire.stats import CIMADE_CLASSES, StatsInput, last_complete_month, monthly_stats
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
-MONTHS_FR = (
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-)
 OUTCOMES_FR = {
     "available": "créneau proposé",
     "no_slot": "aucun créneau",

@@ -155,48 +155,6 @@ def daily_counts_sql(chunk: list[Span]) -> tuple[str, list]:  # type: ignore[typ
     )
 
 
-def daily_counts(engine: Engine, days: list[Span]) -> pd.DataFrame:
-    """From raw probes: one row per (target, Paris day): a count per outcome, and of
-    assisted probes. Used to rebuild the `probe_days` rollup."""
-    columns = ["target_id", "day", *OUTCOME_COLUMNS, "assisted"]
-    if not days:
-        return pd.DataFrame(columns=columns)
-    frames = []
-    # Bind parameters are limited per statement: a year of days at a time.
-    for chunk_start in range(0, len(days), 366):
-        chunk = days[chunk_start : chunk_start + 366]
-        cte, params = _spans_cte("d", chunk)
-        sums = (
-            ", ".join(
-                f"SUM(CASE WHEN p.outcome = '{o}' THEN 1 ELSE 0 END) AS {o}"
-                for o in OUTCOME_COLUMNS
-            )
-            + ", SUM(CASE WHEN p.mode = 'assisted' THEN 1 ELSE 0 END) AS assisted"
-        )
-        sql = text(
-            f"WITH {cte} SELECT p.target_id AS target_id, d.label AS day, {sums} "
-            "FROM d JOIN probes p ON p.started_at >= d.s AND p.started_at < d.e "
-            "GROUP BY d.label, p.target_id"
-        ).bindparams(*params)
-        with engine.connect() as conn:
-            frames.append(pd.DataFrame(conn.execute(sql).mappings().all(), columns=columns))
-    frame = pd.concat(frames, ignore_index=True)
-    for o in [*OUTCOME_COLUMNS, "assisted"]:
-        frame[o] = frame[o].astype("int64")
-    return frame
-
-
-def lead_histogram(engine: Engine, months: list[Span]) -> pd.DataFrame:
-    """Per (target, month, La Cimade class, whole days to the first slot): probes."""
-    columns = ["target_id", "month", "cimade", "lead_days", "probes"]
-    if not months:
-        return pd.DataFrame(columns=columns)
-    sql, params = lead_histogram_sql(engine, months)
-    with engine.connect() as conn:
-        rows = conn.execute(text(sql).bindparams(*params)).mappings().all()
-    return pd.DataFrame(rows, columns=columns)
-
-
 def lead_histogram_sql(engine: Engine, months: list[Span]) -> tuple[str, list]:  # type: ignore[type-arg]
     cte, params = _spans_cte("m", months)
     first = _days_between(engine, "p.first_slot_at", "p.started_at")
@@ -233,16 +191,6 @@ EPISODES_SQL = (
     "r.reopened AS end_at, c.probes AS probes FROM closed c LEFT JOIN reopen r "
     "ON r.target_id = c.target_id AND r.run = c.run + 1"
 )
-
-
-def episodes_from_probes(engine: Engine) -> pd.DataFrame:
-    """From raw probes (window functions): runs without any slot, per target."""
-    sql = text(EPISODES_SQL + " ORDER BY target_id, start").columns(
-        start=UTCDateTime(), last=UTCDateTime(), end_at=UTCDateTime()
-    )
-    with engine.connect() as conn:
-        rows = conn.execute(sql).mappings().all()
-    return pd.DataFrame(rows, columns=["target_id", "start", "last", "end_at", "probes"])
 
 
 def episodes(engine: Engine, now: datetime | None = None) -> pd.DataFrame:

@@ -25,7 +25,7 @@ from observatoire.simulator import RunningSimulator
 from observatoire.store import sync_targets
 from observatoire.sweep import run_sweep
 
-from .conftest import DEMO_CONFIG, need_chromium
+from .conftest import DEMO_CONFIG, REQUIRE_ALL, need_chromium
 
 
 def _insert(engine, evidence: EvidenceStore, times: list[str], outcome: str = "no_slot") -> None:  # type: ignore[no-untyped-def]
@@ -137,6 +137,8 @@ async def test_dossier_from_simulator_data_with_pdf(
 ) -> None:  # type: ignore[no-untyped-def]
     need_chromium()
     if shutil.which("pdftoppm") is None:
+        if REQUIRE_ALL:
+            pytest.fail("CI needs pdftoppm (Debian poppler-utils): scripts/setup.sh installs it")
         pytest.skip("pdftoppm (poppler-utils) not installed")
     config = load_config(DEMO_CONFIG, simulator_url=simulator.base_url)
     target = config.target("75-admission-exceptionnelle-948")  # scarce slots

@@ -16,7 +16,9 @@ from observatoire.stats import episodes, monthly_stats, paris_months, wilson
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def add_target(session: Session, tid: str, dept: str, name: str, procedure: str = "p") -> None:
+def add_target(
+    session: Session, tid: str, dept: str, name: str, procedure: str = "p", created: datetime = NOW
+) -> None:
     session.add(
         TargetRow(
             id=tid,
@@ -33,8 +35,8 @@ def add_target(session: Session, tid: str, dept: str, name: str, procedure: str 
             interval_minutes=60,
             enabled=True,
             config_hash="0" * 16,
-            created_at=NOW,
-            updated_at=NOW,
+            created_at=created,
+            updated_at=created,
         )
     )
     session.flush()
@@ -154,27 +156,7 @@ def week(engine):  # type: ignore[no-untyped-def]
     """One target, one week of March 2026, hand-counted below."""
     created = datetime(2026, 2, 28, 23, 0, tzinfo=UTC)  # 1 March 00:00 in Paris
     with Session(engine) as s, s.begin():
-        s.add(
-            TargetRow(
-                id="92-a",
-                department="92",
-                department_name="Hauts-de-Seine",
-                prefecture="X",
-                procedure="p",
-                procedure_name="P",
-                label="L",
-                platform="legacy_booking",
-                url="http://127.0.0.1/a/booking/create/1",
-                site=None,
-                options={},
-                interval_minutes=60,
-                enabled=True,
-                config_hash="0" * 16,
-                created_at=created,
-                updated_at=created,
-            )
-        )
-        s.flush()
+        add_target(s, "92-a", "92", "Hauts-de-Seine", created=created)
         plan = [
             ("2026-03-02T09:00", "no_slot", None, None),
             ("2026-03-02T15:00", "available", 10, 20),

@@ -103,50 +103,27 @@ def blocked_sign(doc: lxml_html.HtmlElement | None, text: str) -> str | None:
     return None
 
 
-def check_status(response: httpx.Response) -> None:
-    """Map HTTP statuses that end a probe whatever the platform."""
-    status = response.status_code
-    final = str(response.url)
-    if status == 429:
-        raise ProbeStop(
-            ProbeResult(
-                Outcome.BLOCKED,
-                "http:429",
-                http_status=status,
-                final_url=final,
-                page=response.content,
-            )
-        )
-    if status == 403:
-        raise ProbeStop(
-            ProbeResult(
-                Outcome.BLOCKED,
-                "http:403",
-                http_status=status,
-                final_url=final,
-                page=response.content,
-            )
-        )
-    if status >= 500:
-        raise ProbeStop(
-            ProbeResult(
-                Outcome.ERROR,
-                f"http:{status}",
-                http_status=status,
-                final_url=final,
-                page=response.content,
-            )
+def status_result(
+    status: int, final_url: str | None, page: bytes | None = None
+) -> ProbeResult | None:
+    """The outcome an HTTP status imposes whatever the platform: 403/429 are `blocked`,
+    other 4xx and 5xx are `error`; None when the page must be read."""
+    if status in (403, 429):
+        return ProbeResult(
+            Outcome.BLOCKED, f"http:{status}", http_status=status, final_url=final_url, page=page
         )
     if status >= 400:
-        raise ProbeStop(
-            ProbeResult(
-                Outcome.ERROR,
-                f"http:{status}",
-                http_status=status,
-                final_url=final,
-                page=response.content,
-            )
+        return ProbeResult(
+            Outcome.ERROR, f"http:{status}", http_status=status, final_url=final_url, page=page
         )
+    return None
+
+
+def check_status(response: httpx.Response) -> None:
+    """Raise ProbeStop when the response's status ends the probe."""
+    result = status_result(response.status_code, str(response.url), response.content)
+    if result is not None:
+        raise ProbeStop(result)
 
 
 def transport_error(exc: Exception) -> ProbeResult:

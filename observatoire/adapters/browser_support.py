@@ -23,6 +23,7 @@ from observatoire.adapters.base import (
     normalize_text,
     page_text,
     parse_html,
+    status_result,
 )
 from observatoire.clock import PARIS
 from observatoire.outcomes import Outcome, ProbeResult
@@ -56,15 +57,8 @@ def raise_if_failed(page: Page, http: HttpSession) -> None:
 
 
 def status_stop(status: int, url: str) -> ProbeStop | None:
-    if status == 429 or status == 403:
-        return ProbeStop(
-            ProbeResult(Outcome.BLOCKED, f"http:{status}", http_status=status, final_url=url)
-        )
-    if status >= 400:
-        return ProbeStop(
-            ProbeResult(Outcome.ERROR, f"http:{status}", http_status=status, final_url=url)
-        )
-    return None
+    result = status_result(status, url)
+    return ProbeStop(result) if result is not None else None
 
 
 class DialogLog:

@@ -40,31 +40,14 @@ from observatoire.adapters.browser_support import (
 )
 from observatoire.clock import PARIS
 from observatoire.config import Target
+from observatoire.french import MONTH_NUMBER
 from observatoire.outcomes import Outcome, ProbeResult
 
 NO_APPOINTMENT = normalize_text(
     "Aucun rendez-vous n'est possible pour les motifs sélectionnés ou le créneau horaire "
     "sélectionné."
 )
-MONTHS = {
-    m: i + 1
-    for i, m in enumerate(
-        (
-            "janvier",
-            "février",
-            "mars",
-            "avril",
-            "mai",
-            "juin",
-            "juillet",
-            "août",
-            "septembre",
-            "octobre",
-            "novembre",
-            "décembre",
-        )
-    )
-}
+MONTHS = MONTH_NUMBER
 SLOT = re.compile(
     r"(\d{1,2}) (" + "|".join(MONTHS) + r") (\d{4})\D{0,20}?(\d{1,2})[:h](\d{2})", re.I
 )

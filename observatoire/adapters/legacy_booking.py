@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, time, timedelta
-from urllib.parse import urlsplit
 
 import httpx
 from lxml import html as lxml_html
@@ -36,6 +35,7 @@ from observatoire.adapters.base import (
 )
 from observatoire.clock import PARIS
 from observatoire.config import Target
+from observatoire.french import MONTH_NUMBER
 from observatoire.outcomes import Outcome, ProbeResult
 
 NO_SLOT_MESSAGE = normalize_text(
@@ -54,25 +54,7 @@ FORM_URL = re.compile(r"^(?P<site>.+?)/booking/create/(?P<form>\d+)")
 WEEK_HEADING = re.compile(
     r"Semaine du \w+ (?P<day>\d{1,2}) (?P<month>[a-zéû]+) (?P<year>\d{4})", re.I
 )
-MONTHS = {
-    m: i + 1
-    for i, m in enumerate(
-        (
-            "janvier",
-            "février",
-            "mars",
-            "avril",
-            "mai",
-            "juin",
-            "juillet",
-            "août",
-            "septembre",
-            "octobre",
-            "novembre",
-            "décembre",
-        )
-    )
-}
+MONTHS = MONTH_NUMBER
 HHMM = re.compile(r"^(\d{1,2})[:h](\d{2})$")
 #: How far the calendar is walked, at most, to date a first slot beyond the window.
 LOOKAHEAD_DAYS = 120
@@ -83,10 +65,6 @@ def split_url(url: str) -> tuple[str, int]:
     if not match:
         raise ValueError(f"not a booking/create URL: {url}")
     return match.group("site"), int(match.group("form"))
-
-
-def _decode(response: httpx.Response) -> str:
-    return response.text
 
 
 def _common_signs(
@@ -158,7 +136,7 @@ class LegacyBookingAdapter(Adapter):
 
         response = await ctx.http.get(f"{base}/0")
         page = self._page(response)
-        doc = parse_html(_decode(response))
+        doc = parse_html(response.text)
         _common_signs(doc, page_text(doc), response, response.content)
         if not doc.xpath('//form[@id="FormBookingCreate"]//input[@name="condition"]'):
             raise self._stop(Outcome.UNRECOGNIZED, "conditions_page", response)
@@ -169,7 +147,7 @@ class LegacyBookingAdapter(Adapter):
             referer=f"{base}/0",
         )
         page = self._page(response)
-        doc = parse_html(_decode(response))
+        doc = parse_html(response.text)
         _common_signs(doc, page_text(doc), response, page)
 
         radios = doc.xpath('//form[@id="FormBookingCreate"]//input[@name="planning"]')
@@ -185,7 +163,7 @@ class LegacyBookingAdapter(Adapter):
             )
             wanted = int(chosen)
             page = self._page(response)
-            doc = parse_html(_decode(response))
+            doc = parse_html(response.text)
             _common_signs(doc, page_text(doc), response, page)
 
         text = page_text(doc)
@@ -283,7 +261,3 @@ class LegacyBookingAdapter(Adapter):
         if doc.xpath('//fieldset[@id="fchoix_Booking"]') and not radios:
             return ProbeResult(Outcome.PROCEDURE_MISSING, "no_counter_offered", page=page)
         return ProbeResult(Outcome.UNRECOGNIZED, "page", page=page, final_url=url)
-
-
-def site_host(url: str) -> str:
-    return urlsplit(url).netloc
