@@ -8,6 +8,7 @@ import ipaddress
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -86,7 +87,8 @@ def settings() -> Settings:
 
 
 def _config(path: Path | None, simulator_url: str | None = None) -> Config:
-    return load_config(path or settings().config, simulator_url=simulator_url)
+    s = settings()
+    return load_config(path or s.config, simulator_url=simulator_url or s.simulator_url or None)
 
 
 def _engine(migrated: bool = True):  # type: ignore[no-untyped-def]
@@ -208,6 +210,9 @@ def probe(
     if not all_targets:
         for tid, why in skipped.items():
             err.print(f"skipped {tid}: {why}", highlight=False)
+    else:
+        for why, count in sorted(Counter(skipped.values()).items()):
+            err.print(f"skipped {count} target(s): {why}", highlight=False)
     remote = sorted({t.host for t in probeable if not _is_loopback(t.host)})
     if remote and not s.contact_url:
         raise fail(
@@ -402,22 +407,76 @@ def site_build(
     ] = None,
 ) -> None:
     """Render the static French site and publish it atomically into the folder."""
-    from sqlalchemy import select
-    from sqlalchemy.orm import Session
-
-    from observatoire.db.models import TargetRow
     from observatoire.site import build_site, context_from_settings
 
     engine = _engine()
     if simulated is None:
-        with Session(engine) as session:
-            urls = session.scalars(select(TargetRow.url)).all()
-        from urllib.parse import urlsplit
-
-        simulated = any(_is_loopback(urlsplit(u).netloc) for u in urls)
+        simulated = _simulated_targets(engine)
     target = out_dir or settings().site_dir
     index = build_site(engine, target, context_from_settings(simulated))
     out.print(f"site published: {index}", highlight=False)
+
+
+def _simulated_targets(engine) -> bool:  # type: ignore[no-untyped-def]
+    """True when the database's targets live on loopback (the simulator)."""
+    from urllib.parse import urlsplit
+
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from observatoire.db.models import TargetRow
+
+    with Session(engine) as session:
+        urls = session.scalars(select(TargetRow.url)).all()
+    return any(_is_loopback(urlsplit(u).netloc) for u in urls)
+
+
+@app.command()
+@friendly_errors
+def publish(
+    every: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Minutes between two publications, running until SIGTERM/SIGINT "
+            "(docker compose); 0 = publish once and exit (cron, systemd timer).",
+        ),
+    ] = 0,
+) -> None:
+    """Rebuild what the public sees, from the database: the monthly statistics, the open
+    data ($OBSERVATOIRE_DATA_DIR/export: CSV + datapackage.json) and the site
+    ($OBSERVATOIRE_DATA_DIR/site, published atomically). A failed build keeps the
+    previous site online."""
+    import signal
+    import threading
+
+    from observatoire.export import export_all
+    from observatoire.site import build_site, context_from_settings
+
+    s = settings()
+    engine = _engine()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while True:
+        started = time.monotonic()
+        try:
+            files = export_all(engine, s.export_dir)
+            index = build_site(
+                engine, s.site_dir, context_from_settings(_simulated_targets(engine))
+            )
+        except Exception as exc:  # noqa: BLE001 - a long-running job reports and retries
+            if not every:
+                raise
+            err.print(f"publication failed (previous site kept): {exc!r}", highlight=False)
+        else:
+            out.print(
+                f"published in {time.monotonic() - started:.1f} s: {len(files)} open-data "
+                f"files in {s.export_dir}, site {index}",
+                highlight=False,
+            )
+        if not every or stop.wait(every * 60):
+            return
 
 
 @app.command()
@@ -506,7 +565,8 @@ def run(
     remote = sorted({t.host for t in cfg.enabled_targets if not _is_loopback(t.host)})
     if remote and not s.contact_url:
         raise fail("set OBSERVATOIRE_CONTACT_URL before probing real hosts: " + ", ".join(remote))
-    code = asyncio.run(Daemon(s, path, shard_t, simulator_url, every).run())
+    simulator = simulator_url or s.simulator_url or None
+    code = asyncio.run(Daemon(s, path, shard_t, simulator, every).run())
     raise typer.Exit(code)
 
 
@@ -535,6 +595,74 @@ def status(
             err.print(f"needs a human: {flag}", highlight=False)
     if report.flags:
         raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
+def assist(
+    config: ConfigOption = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to listen on. 127.0.0.1 (default) keeps the page on this machine; "
+            "0.0.0.0 lets a phone on the same network in (plain HTTP: trusted networks only)."
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 = any free port).")] = 8765,
+    simulator_url: Annotated[str | None, typer.Option(help="For files using {simulator}.")] = None,
+) -> None:
+    """Human-assisted observation of captcha-gated targets (RDV-Préfecture).
+
+    Serves a small French page for a volunteer: the targets due, most overdue first; the
+    captcha as the robot's own browser shows it (and its audio); the volunteer types the
+    answer, the robot reads the slot page, stores the probe (mode `assisted`, the
+    volunteer's pseudonym) with its evidence, and stops there. The robot never solves a
+    captcha itself. Open the address printed at start: it carries the access token.
+    """
+    from observatoire.assist.observation import AssistServices
+    from observatoire.assist.queue import assisted_targets
+    from observatoire.assist.server import AssistApp, running
+    from observatoire.browser import BrowserPool
+    from observatoire.clock import SystemClock
+    from observatoire.evidence import EvidenceStore
+    from observatoire.leases import release_stale
+    from observatoire.politeness import PolitePolicy
+    from observatoire.store import sync_targets
+
+    s = settings()
+    cfg = _config(config, simulator_url)
+    chosen = assisted_targets(cfg.targets)
+    remote = sorted({t.host for t in chosen if not _is_loopback(t.host)})
+    if remote and not s.contact_url:
+        raise fail("set OBSERVATOIRE_CONTACT_URL before observing real hosts: " + ", ".join(remote))
+    engine = _engine()
+    clock = SystemClock()
+    sync_targets(engine, cfg.targets, clock.now())
+    release_stale(engine)
+
+    async def go() -> None:
+        policy = PolitePolicy(s.user_agent, s.min_delay_seconds, s.timeout_seconds)
+        pool = BrowserPool(s.user_agent, max_pages=4)
+        services = AssistServices(engine, EvidenceStore(s.evidence_dir), policy, pool, clock)
+        assist_app = AssistApp(services, cfg.targets)
+        try:
+            async with running(assist_app, host, port) as url:
+                out.print(
+                    f"{len(chosen)} target(s) to observe with a volunteer. Open:\n"
+                    f"  {url}/?jeton={assist_app.token}\n(Ctrl-C to stop)",
+                    highlight=False,
+                )
+                await asyncio.Event().wait()
+        finally:
+            await pool.close()
+            await policy.aclose()
+
+    try:
+        asyncio.run(go())
+    except KeyboardInterrupt:
+        out.print("stopped", highlight=False)
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc}") from None
 
 
 # -- simulator and demo ---------------------------------------------------------------
@@ -586,7 +714,8 @@ def demo(
     )
     mix = ", ".join(f"{k}={v}" for k, v in sorted(report.outcomes.items()))
     out.print(
-        f"\n{report.probes} probes ({report.requests} requests) in {report.seconds:.1f} s: {mix}",
+        f"\n{report.probes} probes, {report.assisted} of them with the simulated volunteer "
+        f"({report.requests} requests) in {report.seconds:.1f} s: {mix}",
         highlight=False,
     )
     out.print(

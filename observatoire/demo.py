@@ -4,6 +4,12 @@ The simulator and the robot share a virtual clock: the demo walks it over a simu
 period (by default 60 days, a sweep every 6 hours), and every row it stores comes from
 a real probe through the real adapter over real HTTP on loopback. Then it builds the
 statistics, the CSV files and the site, and says where they are.
+
+Captcha-first targets (RDV-Préfecture) are observed as in real life, during a weekly
+"permanence" (Mondays and Thursdays, once in the day): the assisted flow runs in the
+robot's browser and a *simulated* volunteer, `benevole-simule`, answers the captcha
+through the simulator's test hook. That stand-in exists only here and in the tests,
+against the simulator: on a real platform only a person can answer.
 """
 
 from __future__ import annotations
@@ -17,16 +23,18 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from observatoire.assist.observation import AssistServices, Observation, State
+from observatoire.assist.queue import assist_queue
 from observatoire.browser import BrowserPool
-from observatoire.clock import VirtualClock
-from observatoire.config import load_config
+from observatoire.clock import PARIS, VirtualClock
+from observatoire.config import Target, load_config
 from observatoire.db import make_engine
 from observatoire.db.migrate import upgrade
 from observatoire.evidence import EvidenceStore
 from observatoire.export import export_all
 from observatoire.politeness import PolitePolicy
 from observatoire.settings import Settings
-from observatoire.simulator import start_simulator
+from observatoire.simulator import RunningSimulator, start_simulator
 from observatoire.simulator.scenario import load_scenario
 from observatoire.site import SiteContext, build_site
 from observatoire.store import sync_targets
@@ -35,6 +43,47 @@ from observatoire.sweep import run_sweep
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "config" / "demo.yaml"
 #: Virtual time that passes between two probes of one sweep.
 PROBE_SPACING = timedelta(seconds=20)
+DEMO_VOLUNTEER = "benevole-simule"
+#: Permanence days (Monday = 0) and opening hours, Europe/Paris.
+PERMANENCE_DAYS = (0, 3)
+PERMANENCE_HOURS = range(9, 19)
+
+
+def is_permanence(when: datetime, done: set[str]) -> bool:
+    """The first sweep of a permanence day within its opening hours."""
+    local = when.astimezone(PARIS)
+    day = local.date().isoformat()
+    if local.weekday() in PERMANENCE_DAYS and local.hour in PERMANENCE_HOURS and day not in done:
+        done.add(day)
+        return True
+    return False
+
+
+async def permanence(
+    services: AssistServices,
+    clock: VirtualClock,
+    targets: list[Target],
+    simulator: RunningSimulator,
+) -> tuple[dict[str, int], int]:
+    """Observe every due captcha-first target with the simulated volunteer; returns the
+    outcomes seen and the requests made."""
+    seen: dict[str, int] = {}
+    requests = 0
+    now = services.clock.now()
+    for entry in assist_queue(services.engine, targets, now):
+        if not entry.is_due(now):
+            continue
+        observation = Observation(services, entry.target, DEMO_VOLUNTEER)
+        await observation.start()
+        while observation.state is State.CAPTCHA:
+            rdvpref = simulator.state.rdvpref
+            await observation.answer(rdvpref.answer(rdvpref.latest_captcha() or ""))
+        if observation.result is not None:
+            key = observation.result.outcome.value
+            seen[key] = seen.get(key, 0) + 1
+        requests += observation.requests_made
+        clock.advance(PROBE_SPACING)
+    return seen, requests
 
 
 @dataclass
@@ -42,6 +91,8 @@ class DemoReport:
     out: Path
     database_url: str
     probes: int
+    #: Of `probes`, those observed with the simulated volunteer.
+    assisted: int
     requests: int
     outcomes: dict[str, int]
     seconds: float
@@ -85,18 +136,20 @@ def run_demo(
         at += step
 
     outcomes: dict[str, int] = {}
-    probes = requests = 0
+    probes = requests = assisted = 0
     with start_simulator(scenario, clock, spread=True) as simulator:
         config = load_config(config_path, simulator_url=simulator.base_url_for)
         sync_targets(engine, config.targets, start)
 
         async def sweep_all(progress: Progress | None) -> None:
-            nonlocal probes, requests
+            nonlocal probes, requests, assisted
             # Loopback simulator: no politeness delay needed, but still one request
             # in flight per host (the simulator checks it).
             policy = PolitePolicy(settings.user_agent, min_delay=0.0, timeout=10.0)
             task = progress.add_task("sondages", total=len(rounds)) if progress else None
             browser = BrowserPool(settings.user_agent)
+            services = AssistServices(engine, evidence, policy, browser, clock)
+            permanence_days: set[str] = set()
             last: dict[str, datetime] = {}
             try:
                 for when in rounds:
@@ -125,6 +178,13 @@ def run_demo(
                     requests += report.requests
                     for key, count in report.outcomes.items():
                         outcomes[key] = outcomes.get(key, 0) + count
+                    if is_permanence(when, permanence_days):
+                        seen, made = await permanence(services, clock, config.targets, simulator)
+                        requests += made
+                        for key, count in seen.items():
+                            outcomes[key] = outcomes.get(key, 0) + count
+                            probes += count
+                            assisted += count
                     if progress is not None and task is not None:
                         progress.update(task, advance=1, description=f"sondages ({probes} faits)")
             finally:
@@ -162,6 +222,7 @@ def run_demo(
         out=out,
         database_url=database_url,
         probes=probes,
+        assisted=assisted,
         requests=requests,
         outcomes=outcomes,
         seconds=time.monotonic() - started,

@@ -38,6 +38,9 @@ class Settings:
     retry_base_seconds: float = 60.0
     #: Days of full evidence retention (later: only state changes and anomalies).
     evidence_retention_days: int = 90
+    #: Base URL of a running simulator, for targets files that use `{simulator}` (the
+    #: demo file). Same as `--simulator-url`; never needed against real sites.
+    simulator_url: str = ""
 
     @property
     def evidence_dir(self) -> Path:

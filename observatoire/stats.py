@@ -14,6 +14,9 @@ methodology page (`docs/methodology.md`):
   with a 95 % Wilson score interval and a small-sample flag (< 30 valid probes);
 - `blocked`, `error`, `unrecognized` are coverage, published beside the figures and
   never folded into them;
+- assisted probes (a volunteer answered the captcha) count in every figure like any
+  probe, but not in coverage: their cadence is the volunteers'. They are counted apart
+  (`probes_assisted`), and captcha-first targets expect no automatic probe;
 - a day with no slot at all: a day with valid probes, none of which found a way to book;
 - lead time: days from the probe to the first slot offered (`available` probes);
 - an episode: a run of valid probes of one target finding no way to book, from the first
@@ -34,6 +37,9 @@ from observatoire.clock import PARIS
 from observatoire.db.models import Probe
 from observatoire.db.types import UTCDateTime
 from observatoire.outcomes import NO_WAY_TO_BOOK, VALID_OUTCOMES, Outcome
+from observatoire.platforms import PLATFORMS
+
+CAPTCHA_FIRST = frozenset(name for name, spec in PLATFORMS.items() if spec.captcha_first)
 
 OUTCOME_COLUMNS = [o.value for o in Outcome]
 VALID_COLUMNS = [o.value for o in Outcome if o in VALID_OUTCOMES]
@@ -239,10 +245,11 @@ def targets_frame(engine: Engine) -> pd.DataFrame:
 
 def expected_probes(targets: pd.DataFrame, months: list[Span], until: datetime) -> pd.DataFrame:
     """Probes the cadence called for, per target and month: from the target's creation
-    (or the month's start) to the month's end (or `until`), divided by its interval."""
+    (or the month's start) to the month's end (or `until`), divided by its interval.
+    Captcha-first targets expect none: only volunteers observe them, when they can."""
     rows = []
     for t in targets.itertuples():
-        if not t.enabled:
+        if not t.enabled or t.platform in CAPTCHA_FIRST:
             continue
         for m in months:
             start = max(m.start, t.created_at)
@@ -333,6 +340,7 @@ def monthly_stats(
         "month",
         "probes_expected",
         "probes",
+        "probes_assisted",
         "coverage",
         *OUTCOME_COLUMNS,
         "valid",
@@ -355,8 +363,9 @@ def monthly_stats(
     daily["month"] = daily["day"].str.slice(0, 7)
     group = [*keys, "month"]
 
-    made = daily.groupby(group, dropna=False)[OUTCOME_COLUMNS].sum().reset_index()
+    made = daily.groupby(group, dropna=False)[[*OUTCOME_COLUMNS, "assisted"]].sum().reset_index()
     made["probes"] = made[OUTCOME_COLUMNS].sum(axis=1)
+    made["probes_assisted"] = made.pop("assisted").astype("int64")
     made["valid"] = made[VALID_COLUMNS].sum(axis=1)
     made["no_way"] = made[NO_WAY_COLUMNS].sum(axis=1)
     intervals = [
@@ -399,9 +408,13 @@ def monthly_stats(
     exp = expected.groupby(group, dropna=False)["expected"].sum().reset_index()
     out = out.merge(exp, on=group, how="left")
     out["probes_expected"] = out["expected"].fillna(0).round().astype("int64")
+    # Assisted probes count in every figure, but not in coverage: their cadence is the
+    # volunteers', not the robot's (they are published beside it).
     out["coverage"] = [
-        p / e if e else math.nan
-        for p, e in zip(out["probes"], out["expected"].fillna(0), strict=True)
+        (p - a) / e if e else math.nan
+        for p, a, e in zip(
+            out["probes"], out["probes_assisted"], out["expected"].fillna(0), strict=True
+        )
     ]
 
     # Lead times and La Cimade's classes.

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from observatoire import __version__
@@ -20,7 +21,22 @@ from observatoire.rollups import record_probe
 
 def sync_targets(engine: Engine, targets: Iterable[Target], now: datetime) -> None:
     """Insert or update the configured targets. Targets no longer configured keep
-    their rows (and history); only their `enabled` flag changes when listed."""
+    their rows (and history); only their `enabled` flag changes when listed.
+
+    Several processes may start together on one database (shards, an `assist` beside
+    the daemon): when another one inserted the same target first, we try again and
+    find its row."""
+    targets = list(targets)
+    for attempt in range(3):
+        try:
+            _sync_targets(engine, targets, now)
+            return
+        except IntegrityError:
+            if attempt == 2:
+                raise
+
+
+def _sync_targets(engine: Engine, targets: list[Target], now: datetime) -> None:
     with Session(engine) as session, session.begin():
         existing = {row.id: row for row in session.scalars(select(TargetRow))}
         for t in targets:
@@ -61,6 +77,8 @@ class ProbeRecord:
     adapter: str
     adapter_version: str
     mode: str = "auto"
+    #: Assisted probes only: the volunteer's pseudonym.
+    volunteer: str | None = None
 
 
 def save_probe(engine: Engine, evidence: EvidenceStore, record: ProbeRecord) -> int:
@@ -86,6 +104,7 @@ def save_probe(engine: Engine, evidence: EvidenceStore, record: ProbeRecord) -> 
         adapter_version=record.adapter_version,
         robot_version=__version__,
         mode=record.mode,
+        volunteer=record.volunteer,
         final_url=result.final_url,
         page_sha256=page_sha,
         screenshot_sha256=shot_sha,

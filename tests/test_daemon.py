@@ -282,13 +282,12 @@ def test_two_shards_on_postgresql_probe_each_target_once_per_cadence(
             return (s.scalar(select(func.count(Probe.id))) or 0) >= 12
 
     try:
-        assert wait_for(enough, 40)
+        ok = wait_for(enough, 40)
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
-        for p in procs:
-            p.communicate(timeout=30)
-    assert all(p.returncode == 0 for p in procs)
+        outputs = [p.communicate(timeout=30)[1] for p in procs]
+    assert ok and all(p.returncode == 0 for p in procs), [o[-3000:] for o in outputs]
     with Session(engine) as s:
         rows = s.scalars(select(Probe).order_by(Probe.started_at)).all()
     engine.dispose()

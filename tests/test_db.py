@@ -130,3 +130,18 @@ def test_naive_datetimes_and_unknown_outcomes_are_refused(engine) -> None:  # ty
         probe = _probe(now)
         probe.target_id = "nope"
         session.add(probe)
+
+
+def test_migrations_match_the_models(db_url: str) -> None:
+    """Every model change went through a migration: autogenerate finds nothing to do."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from observatoire.db.models import Base
+
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert diff == []

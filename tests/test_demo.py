@@ -23,8 +23,11 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert report.max_in_flight == 1
     # Every target keeps its own cadence over 3 days of sweeps every 6 hours.
     config = load_config(DEMO_CONFIG, simulator_url="http://127.0.0.1:9")
-    expected = sum(-(-12 * 360 // t.interval_minutes) for t in config.targets)
-    assert report.probes == expected
+    automatic = [t for t in config.targets if t.platform != "rdv_prefecture"]
+    expected = sum(-(-12 * 360 // t.interval_minutes) for t in automatic)
+    # One permanence (Monday 30 March, 14:00 in Paris): each captcha-first target once.
+    assert report.assisted == len(config.targets) - len(automatic) == 3
+    assert report.probes == expected + report.assisted
     assert report.requests >= 3 * report.probes
 
     engine = make_engine(report.database_url)
@@ -39,7 +42,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         )
     engine.dispose()
     # Every row comes from a real probe through the real adapter, over the virtual period.
-    assert adapters == {"legacy_booking", "eappointment", "demarches_simplifiees"}
+    assert adapters == {"legacy_booking", "eappointment", "demarches_simplifiees", "rdv_prefecture"}
     assert no_evidence == 0
     assert end - timedelta(days=3) <= first < end - timedelta(days=3) + timedelta(hours=1)
     assert last > end - timedelta(hours=7)
@@ -53,6 +56,13 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert set(stats["month"]) == {"2026-03", "2026-04"}
     assert "92" in set(stats["department"])
     assert stats["probes"].sum() == report.probes
+    assert stats["probes_assisted"].sum() == report.assisted
+    # Coverage counts automatic probes only: the assisted ones are published beside it.
+    dept92 = stats[stats["department"] == "92"]
+    assert (dept92["probes_assisted"] > 0).any()
+    assert "avec un bénévole" in (report.site_index.parent / "departements" / "92.html").read_text(
+        "utf-8"
+    )
 
 
 def test_demo_can_rerun_in_place(tmp_path: Path) -> None:

@@ -101,10 +101,13 @@ async def test_sweep_stores_rows_and_evidence(
         )
     finally:
         await policy.aclose()
-    assert report.probed == len(config.targets)
+    captcha_first = [t.id for t in config.targets if t.platform == "rdv_prefecture"]
+    assert len(captcha_first) == 3
+    assert all("volunteer" in report.skipped[t] for t in captcha_first)  # never probed alone
+    assert report.probed == len(config.targets) - len(captcha_first)
     with Session(engine) as session:
         rows = session.scalars(select(Probe)).all()
-    assert len(rows) == len(config.targets)
+    assert len(rows) == report.probed
     for row in rows:
         assert row.started_at.tzinfo is not None
         assert row.adapter == config.target(row.target_id).platform and row.adapter_version

@@ -36,6 +36,7 @@ def _load_builtin() -> None:
         demarches_simplifiees,
         eappointment,
         legacy_booking,
+        rdv_prefecture,
         scripted,
     )
 

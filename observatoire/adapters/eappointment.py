@@ -12,8 +12,7 @@ platform answers "no slot" with a JavaScript alert, which only a browser sees:
 
 from __future__ import annotations
 
-import re
-from datetime import date, datetime, time, timedelta
+from datetime import timedelta
 
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
@@ -38,29 +37,16 @@ from observatoire.adapters.browser_support import (
     status_stop,
     wait_for,
 )
-from observatoire.clock import PARIS
 from observatoire.config import Target
-from observatoire.french import MONTH_NUMBER
+from observatoire.french import parse_slots
 from observatoire.outcomes import Outcome, ProbeResult
 
 NO_APPOINTMENT = normalize_text(
     "Aucun rendez-vous n'est possible pour les motifs sélectionnés ou le créneau horaire "
     "sélectionné."
 )
-MONTHS = MONTH_NUMBER
-SLOT = re.compile(
-    r"(\d{1,2}) (" + "|".join(MONTHS) + r") (\d{4})\D{0,20}?(\d{1,2})[:h](\d{2})", re.I
-)
 MOTIVES = "input[name=selectedMotiveKeyList]"
 WINDOW_DAYS = 60
-
-
-def parse_slots(text: str) -> list[datetime]:
-    found = set()
-    for m in SLOT.finditer(text):
-        day = date(int(m.group(3)), MONTHS[m.group(2).lower()], int(m.group(1)))
-        found.add(datetime.combine(day, time(int(m.group(4)), int(m.group(5))), PARIS))
-    return sorted(found)
 
 
 @register

@@ -47,8 +47,8 @@ from observatoire.adapters.browser_support import (
     settle,
     status_stop,
 )
-from observatoire.adapters.eappointment import parse_slots
 from observatoire.config import Target
+from observatoire.french import parse_slots
 from observatoire.outcomes import Outcome, ProbeResult
 from observatoire.platforms import ExpectRule, ScriptedOptions, ScriptStep, looks_personal
 

@@ -80,6 +80,8 @@ class Probe(Base):
     adapter_version: Mapped[str] = mapped_column(String(20))
     robot_version: Mapped[str] = mapped_column(String(20))
     mode: Mapped[str] = mapped_column(String(10), default="auto")
+    #: Assisted probes: the pseudonym of the volunteer who answered the captcha.
+    volunteer: Mapped[str | None] = mapped_column(String(40))
     final_url: Mapped[str | None] = mapped_column(Text)
     page_sha256: Mapped[str | None] = mapped_column(String(64))
     screenshot_sha256: Mapped[str | None] = mapped_column(String(64))

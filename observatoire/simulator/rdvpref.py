@@ -47,6 +47,12 @@ class RdvPrefectureModule:
         self.state = state
         self.lock = threading.Lock()
         self.sessions: dict[str, dict[str, object]] = {}
+        self._latest: str | None = None
+
+    def latest_captcha(self) -> str | None:
+        """The id of the captcha served last (test hook: stands for reading the image)."""
+        with self.lock:
+            return self._latest
 
     def answer(self, captcha_id: str) -> str:
         """The captcha's answer: for tests and the simulator's own image only."""
@@ -110,6 +116,8 @@ class RdvPrefectureModule:
         if step == "cgu":
             captcha_id = secrets.token_hex(8)
             session["captcha"] = captcha_id
+            with self.lock:
+                self._latest = captcha_id
             error = ""
             if request.query.get("error") == "invalidCaptcha":
                 error = (

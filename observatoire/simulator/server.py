@@ -201,6 +201,10 @@ class SimulatorState:
             payload = [asdict(r) for r in self.truth_records()]
         elif request.path == "/_sim/clock":
             payload = {"now": self.clock.now().isoformat()}
+        elif request.path == "/_sim/captcha/latest":
+            # The captcha shown last: what a volunteer in a test would read on the image.
+            latest = self.rdvpref.latest_captcha()
+            payload = {"id": latest, "answer": self.rdvpref.answer(latest) if latest else None}
         elif request.path.startswith("/_sim/captcha/"):
             payload = {"answer": self.rdvpref.answer(request.path.rsplit("/", 1)[1])}
         else:
