@@ -6,6 +6,7 @@ import asyncio
 import functools
 import ipaddress
 import json
+import signal
 import sys
 import time
 from collections import Counter
@@ -318,6 +319,37 @@ def evidence_png(
     out.print(f"{out_file} (page sha256 {sha})", highlight=False)
 
 
+@app.command("prune-evidence")
+@friendly_errors
+def prune_evidence_command(
+    days: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Full-retention window (default: $OBSERVATOIRE_EVIDENCE_RETENTION_DAYS)."
+        ),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, delete nothing.")] = False,
+) -> None:
+    """Apply the evidence retention: every probe's evidence is kept for the window;
+    beyond it only state changes, anomalies (unrecognized, blocked) and each target's
+    first probe of each day keep theirs. Probe rows are never deleted."""
+    from observatoire.evidence import EvidenceStore
+    from observatoire.retention import prune_evidence
+
+    s = settings()
+    window = days or s.evidence_retention_days
+    report = prune_evidence(
+        _engine(), EvidenceStore(s.evidence_dir), datetime.now(UTC), window, dry_run=dry_run
+    )
+    verb = "would free" if dry_run else "freed"
+    out.print(
+        f"{report.examined} probes examined; beyond {window} days {report.kept_old} keep their "
+        f"evidence, {report.pruned_probes} lose it; {report.files_deleted} files {verb} "
+        f"({report.bytes_freed / 1e6:.1f} MB)",
+        highlight=False,
+    )
+
+
 # -- stats, export, site --------------------------------------------------------------
 @app.command()
 @friendly_errors
@@ -446,11 +478,13 @@ def publish(
     """Rebuild what the public sees, from the database: the monthly statistics, the open
     data ($OBSERVATOIRE_DATA_DIR/export: CSV + datapackage.json) and the site
     ($OBSERVATOIRE_DATA_DIR/site, published atomically). A failed build keeps the
-    previous site online."""
-    import signal
+    previous site online. With --every, the evidence retention (`prune-evidence`) also
+    runs once a day."""
     import threading
 
+    from observatoire.evidence import EvidenceStore
     from observatoire.export import export_all
+    from observatoire.retention import prune_evidence
     from observatoire.site import build_site, context_from_settings
 
     s = settings()
@@ -458,9 +492,20 @@ def publish(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    pruned_on = None
     while True:
         started = time.monotonic()
         try:
+            if every and pruned_on != date.today():
+                # Long-running (compose): the evidence retention runs once a day too.
+                report = prune_evidence(
+                    engine,
+                    EvidenceStore(s.evidence_dir),
+                    datetime.now(UTC),
+                    s.evidence_retention_days,
+                )
+                pruned_on = date.today()
+                out.print(f"evidence retention: {report.files_deleted} files deleted")
             files = export_all(engine, s.export_dir)
             index = build_site(
                 engine, s.site_dir, context_from_settings(_simulated_targets(engine))
@@ -475,6 +520,7 @@ def publish(
                 f"files in {s.export_dir}, site {index}",
                 highlight=False,
             )
+            out.file.flush()
         if not every or stop.wait(every * 60):
             return
 
@@ -652,15 +698,19 @@ def assist(
                     f"  {url}/?jeton={assist_app.token}\n(Ctrl-C to stop)",
                     highlight=False,
                 )
-                await asyncio.Event().wait()
+                out.file.flush()
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(sig, stop.set)
+                await stop.wait()
+                out.print("stopping: open observations are closed, nothing half-recorded")
         finally:
             await pool.close()
             await policy.aclose()
 
     try:
         asyncio.run(go())
-    except KeyboardInterrupt:
-        out.print("stopped", highlight=False)
     except OSError as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc}") from None
 

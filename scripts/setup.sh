@@ -20,16 +20,23 @@ if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv"
     "$PY" -m venv .venv
 fi
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+# Extras: the test tools by default; the container image sets OBSERVATOIRE_EXTRAS="" to
+# install the robot alone (same script, fewer packages).
+EXTRAS=${OBSERVATOIRE_EXTRAS-test}
+spec=.
+[ -n "$EXTRAS" ] && spec=".[$EXTRAS]"
+stamp=.venv/.installed-$( (cat pyproject.toml; echo "$EXTRAS") | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
-    echo "setup: installing Python packages into .venv"
+    echo "setup: installing Python packages into .venv ($spec)"
     .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -e '.[test]'
+    .venv/bin/pip install -q -e "$spec"
     rm -f .venv/.installed-*
     touch "$stamp"
 fi
-# axe-core (accessibility checks of the public site in the browser tests), from npm.
-if command -v npm >/dev/null 2>&1 && [ ! -f node/node_modules/axe-core/axe.min.js ]; then
+# axe-core (accessibility checks of the public site in the browser tests), from npm;
+# only with the test tools.
+if [ -n "$EXTRAS" ] && command -v npm >/dev/null 2>&1 \
+    && [ ! -f node/node_modules/axe-core/axe.min.js ]; then
     echo "setup: installing axe-core from npm into node/"
     mkdir -p node
     [ -f node/package.json ] || echo '{"name": "observatoire-tools", "private": true}' > node/package.json

@@ -1,0 +1,41 @@
+# The robot's image: Python 3.11 on Debian, the package, and Debian's Chromium (for the
+# Playwright adapters, assisted observation and PDF dossiers). It installs itself with
+# scripts/setup.sh, the same script as the README's `make demo` and `make test`, here
+# without the test tools (OBSERVATOIRE_EXTRAS=""). No secret is baked in: settings come
+# from the environment (.env with docker compose, see .env.example).
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    OBSERVATOIRE_EXTRAS=""
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY scripts ./scripts
+COPY observatoire ./observatoire
+COPY migrations ./migrations
+COPY templates ./templates
+COPY config ./config
+RUN bash scripts/setup.sh \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/* /root/.cache
+
+RUN useradd --system --uid 10001 --create-home --home-dir /home/observatoire observatoire \
+    && mkdir -p /data \
+    && chown observatoire:observatoire /data
+USER observatoire
+
+ENV PATH=/app/.venv/bin:$PATH \
+    OBSERVATOIRE_DATA_DIR=/data \
+    OBSERVATOIRE_CONFIG=/app/config/prefectures.yaml \
+    OBSERVATOIRE_CHROMIUM_PATH=/usr/bin/chromium
+VOLUME ["/data"]
+
+# Unhealthy when a target went unprobed for 3 cadences or an adapter's error share
+# jumped (exit 1): what needs a human. The start period covers the first cadences.
+HEALTHCHECK --interval=5m --timeout=60s --start-period=4h --retries=2 \
+    CMD ["observatoire", "status"]
+
+ENTRYPOINT ["observatoire"]
+CMD ["run", "--log-json"]
