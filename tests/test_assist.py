@@ -270,3 +270,24 @@ def test_queue_orders_never_observed_then_most_overdue(engine: Engine) -> None:
     assert queue[1].overdue(T0) == timedelta(hours=6)
     assert not queue[2].is_due(T0) and queue[2].due_at == T0 + timedelta(hours=3)
     assert queue[1].last_probe_at is not None and queue[1].last_probe_at.tzinfo is not None
+
+
+async def test_unreachable_platform_is_an_error_and_frees_the_host(
+    assist: Assist, browser_pool: BrowserPool
+) -> None:
+    target = assist.targets[0]
+    down = Target(
+        **{**target.__dict__, "url": "http://127.0.0.1:9/rdvpref/reservation/demarche/1/"}
+    )
+    assist.app.targets = [down]
+    page = await volunteer_page(browser_pool)
+    await page.goto(f"{assist.url}/?jeton={assist.app.token}")
+    await page.fill("#pseudonyme", PSEUDONYM)
+    await page.click("text=Enregistrer le pseudonyme")
+    await page.click("text=Observer la démarche suivante")
+    assert await page.inner_text("h2") == "Observation enregistrée"
+    (probe,) = probes(assist.engine)
+    assert probe.outcome == "error" and probe.detail.startswith("network")
+    assert probe.page_sha256 is None  # nothing loaded, nothing to keep
+    assert assist.app.busy_hosts == {}
+    await page.context.close()

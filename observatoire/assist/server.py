@@ -149,9 +149,14 @@ class AssistApp:
         observation = await self._reserve(volunteer)
         if observation is None:
             return await self.queue_page(request, message=self._why_nothing())
-        await observation.start()
-        if observation.finished:
-            self._free(observation)
+        try:
+            await observation.start()
+        except BaseException:
+            await observation.abandon("Erreur du robot : rien n'a été enregistré.")
+            raise
+        finally:
+            if observation.finished:
+                self._free(observation)
         return see_other(f"/observation/{observation.id}")
 
     async def observation_page(self, request: web.Request) -> web.Response:
@@ -194,9 +199,14 @@ class AssistApp:
                 observation.message = "Recopiez le code avant de valider."
             else:
                 self._touch(observation)
-                await observation.answer(text)
-        if observation.finished:
-            self._free(observation)
+                try:
+                    await observation.answer(text)
+                except BaseException:
+                    await observation.abandon("Erreur du robot : rien n'a été enregistré.")
+                    raise
+                finally:
+                    if observation.finished:
+                        self._free(observation)
         return see_other(f"/observation/{observation.id}")
 
     async def abandon(self, request: web.Request) -> web.StreamResponse:
