@@ -1,5 +1,5 @@
-# The robot's image: Python 3.11 on Debian, the package, and Debian's Chromium (for the
-# Playwright adapters, assisted observation and PDF dossiers). It installs itself with
+# The robot's image: Python 3.11 on Debian, the package, and Debian's Chromium and its
+# headless shell (Playwright adapters, assisted observation, PDF dossiers). It installs with
 # scripts/setup.sh, the same script as the README's `make demo` and `make test`, here
 # without the test tools (OBSERVATOIRE_EXTRAS=""). No secret is baked in: settings come
 # from the environment (.env with docker compose, see .env.example).
@@ -29,7 +29,7 @@ USER observatoire
 ENV PATH=/app/.venv/bin:$PATH \
     OBSERVATOIRE_DATA_DIR=/data \
     OBSERVATOIRE_CONFIG=/app/config/prefectures.yaml \
-    OBSERVATOIRE_CHROMIUM_PATH=/usr/bin/chromium
+    OBSERVATOIRE_CHROMIUM_PATH=/usr/bin/chromium-headless-shell
 VOLUME ["/data"]
 
 # Unhealthy when a target went unprobed for 3 cadences or an adapter's error share

@@ -6,7 +6,9 @@ The simulator runs in its own process, one port per simulated host ("one host pe
 target"), with no politeness delay (loopback only). Each sweep stores every probe and
 its evidence in a temporary SQLite database, as in production. Targets (issue #4):
 ≥ 50 httpx probes/s per core; ≥ 2 Playwright probes/s with one shared browser under
-600 MB RSS (the whole process tree: Python, Playwright's driver and Chromium).
+600 MB RSS (the whole process tree: Python, Playwright's driver and Chromium). The
+browser is the one the robot uses: `chromium-headless-shell` when installed; compare with
+OBSERVATOIRE_CHROMIUM_PATH=/usr/bin/chromium.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.common import PeakRss, SimulatorProcess, table
-from observatoire.browser import BrowserPool
+from observatoire.browser import BrowserPool, chromium_path
 from observatoire.clock import SystemClock
 from observatoire.config import Target
 from observatoire.db import make_engine
@@ -213,7 +215,7 @@ async def main_async(args: argparse.Namespace) -> None:
     )
     print(
         f"\nrobot process max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB;"
-        f" cores: {os.cpu_count()}; simulator: separate process;"
+        f" cores: {os.cpu_count()}; browser: {chromium_path()}; simulator: separate process;"
         f" conduct violations: {len(conduct['violations'])};"
         f" max in flight per host: {max(conduct['max_in_flight'].values(), default=0)}"
     )

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Sets up everything observatoire needs on a fresh Debian machine, idempotently:
-# system packages (Chromium for the Playwright adapters, poppler for PDF checks),
-# then a virtualenv in .venv with the package and its test tools.
+# system packages (Chromium and its headless shell for the Playwright adapters, poppler
+# for PDF checks), then a virtualenv in .venv with the package and its test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# The headless shell: what the robot launches (lighter and faster than full Chromium).
+command -v chromium-headless-shell >/dev/null 2>&1 || need_apt+=(chromium-headless-shell)
 command -v pdftoppm >/dev/null 2>&1 || need_apt+=(poppler-utils)
 if ((${#need_apt[@]})); then
     echo "setup: installing system packages: ${need_apt[*]}"
