@@ -23,6 +23,7 @@ from urllib.parse import urljoin, urlsplit
 
 from playwright.async_api import Browser, Page, Playwright, Route, async_playwright
 
+from observatoire.asset_cache import AssetCache
 from observatoire.politeness import HostPaused, HttpSession
 
 CHROMIUM_ARGS = [
@@ -60,6 +61,8 @@ class BrowserPool:
     #: Pages open at once. Each context gets its own renderer process: two keep the
     #: whole tree near 550 MB on a 2-core machine, with the same throughput as six.
     max_pages: int = 2
+    #: Scripts, stylesheets and fonts shared by every page (see asset_cache).
+    assets: AssetCache = field(default_factory=AssetCache)
     _playwright: Playwright | None = None
     _browser: Browser | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -119,7 +122,7 @@ class BrowserPool:
             service_workers="block",
         )
         paused: list[HostPaused] = []
-        await context.route("**/*", _router(http, block_assets, paused, http.failures))
+        await context.route("**/*", _router(http, block_assets, paused, http.failures, self.assets))
         try:
             page = await context.new_page()
             page.set_default_timeout((http.policy.timeout.read or 30.0) * 1000)
@@ -134,9 +137,16 @@ class BrowserPool:
 MAX_HOPS = 8
 
 
-def _router(http: HttpSession, block_assets: bool, paused: list[HostPaused], failures: list[str]):  # type: ignore[no-untyped-def]
+def _router(  # type: ignore[no-untyped-def]
+    http: HttpSession,
+    block_assets: bool,
+    paused: list[HostPaused],
+    failures: list[str],
+    assets: AssetCache,
+):
     """`failures` collects why requests failed (timeout, reset, redirect loop), so an
-    adapter can say more than "the page did not load"."""
+    adapter can say more than "the page did not load". Static assets already fetched
+    by this process are served from `assets` without any request."""
     policy = http.policy
     hops = [0]
 
@@ -148,6 +158,10 @@ def _router(http: HttpSession, block_assets: bool, paused: list[HostPaused], fai
             return
         if block_assets and request.resource_type in BLOCKED_TYPES:
             await route.abort("blockedbyclient")
+            return
+        cached = assets.get(request.method, request.resource_type, request.url)
+        if cached is not None:
+            await route.fulfill(status=cached.status, headers=cached.headers, body=cached.body)
             return
         host = parts.netloc.lower()
         document = request.resource_type == "document"
@@ -187,6 +201,15 @@ def _router(http: HttpSession, block_assets: bool, paused: list[HostPaused], fai
             return
         if document:
             hops[0] = 0
+        elif response.url == request.url:
+            assets.put(
+                request.method,
+                request.resource_type,
+                request.url,
+                response.status,
+                response.headers,
+                body,
+            )
         await route.fulfill(status=response.status, headers=response.headers, body=body)
 
     return handle

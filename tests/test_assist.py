@@ -291,3 +291,25 @@ async def test_unreachable_platform_is_an_error_and_frees_the_host(
     assert probe.page_sha256 is None  # nothing loaded, nothing to keep
     assert assist.app.busy_hosts == {}
     await page.context.close()
+
+
+async def test_static_assets_are_fetched_once_per_process(
+    assist: Assist, simulator: RunningSimulator, clock: VirtualClock
+) -> None:
+    """The platform's scripts and stylesheet load on every page: the robot fetches them
+    once, then serves them from its cache (fewer requests, less waiting)."""
+    from observatoire.assist.observation import Observation, State
+
+    made = []
+    for _ in range(2):
+        observation = Observation(assist.app.services, assist.targets[0], PSEUDONYM)
+        await observation.start()
+        assert observation.state is State.CAPTCHA
+        await observation.answer(await hook_answer(simulator))
+        assert observation.state is State.RECORDED
+        made.append(observation.requests_made)
+        clock.advance(timedelta(hours=5))
+    # landing, conditions, captcha image, answer, slot page; + app.js and dsfr.css once.
+    assert made == [7, 5]
+    assert assist.app.services.browser.assets.hits >= 8
+    assert simulator.state.conduct.report()["violations"] == []

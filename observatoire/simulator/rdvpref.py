@@ -32,10 +32,25 @@ ROUTE = re.compile(
 ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
-def _layout(title: str, body: str) -> str:
+#: The application's static files, loaded by every page as a single-page app's are.
+STATIC = {
+    "app.js": (
+        "document.documentElement.setAttribute('data-app', 'ready');",
+        "text/javascript; charset=utf-8",
+    ),
+    "dsfr.css": (
+        "body{font-family:sans-serif;margin:1rem}.fr-btn{background:#000091;color:#fff}",
+        "text/css; charset=utf-8",
+    ),
+}
+
+
+def _layout(title: str, body: str, root: str) -> str:
     return (
         '<!DOCTYPE html><html lang="fr" data-fr-scheme="system"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)} - RDV Préfecture</title></head><body>"
+        f"<title>{html.escape(title)} - RDV Préfecture</title>"
+        f'<link rel="stylesheet" href="{root}/static/dsfr.css">'
+        f'<script src="{root}/static/app.js" defer></script></head><body>'
         '<header class="fr-header"><p class="fr-header__service-title">Rendez-vous en préfecture'
         f'</p></header><main id="q-app" class="fr-container">{body}</main>'
         '<div id="tarteaucitronRoot"></div></body></html>'
@@ -71,15 +86,25 @@ class RdvPrefectureModule:
         )
 
     def handle(self, site: RdvPrefectureSite, rest: str, request: Request) -> Response:
+        root = f"/{site.host}/rdvpref"
+        if rest.startswith("/rdvpref/static/") and rest.rsplit("/", 1)[1] in STATIC:
+            text, content_type = STATIC[rest.rsplit("/", 1)[1]]
+            return Response(
+                200,
+                text.encode(),
+                content_type,
+                headers=[("Cache-Control", "public, max-age=86400")],
+            )
         match = ROUTE.match(rest)
         if not match:
-            return Response.html(_layout("Page introuvable", "<h1>Page introuvable</h1>"), 404)
+            page = _layout("Page introuvable", "<h1>Page introuvable</h1>", root)
+            return Response.html(page, 404)
         demarche = next((d for d in site.demarches if d.id == int(match.group(1))), None)
         now = self.state.clock.now()
         if demarche is None or any(p.contains(self.state.anchor, now) for p in demarche.missing):
             self.state.record(site=site.host, state="missing", request=request)
             body = "<h1>Cette démarche n'est pas disponible</h1>"
-            return Response.html(_layout("Démarche indisponible", body), 404)
+            return Response.html(_layout("Démarche indisponible", body, root), 404)
         sid = request.cookies.get("SESSION")
         with self.lock:
             session = self.sessions.get(sid or "")
@@ -107,7 +132,7 @@ class RdvPrefectureModule:
                 f"<h1>{html.escape(title)}</h1><p>Prenez rendez-vous en ligne.</p>"
                 f'<a class="fr-btn" href="{base}/cgu/">Prendre un rendez-vous</a>'
             )
-            return Response.html(_layout(title, body))
+            return Response.html(_layout(title, body, base.split("/reservation/")[0]))
         if step.startswith("captcha"):
             captcha_id, kind = match.group(3), match.group(4)
             if kind == "svg":
@@ -140,7 +165,7 @@ class RdvPrefectureModule:
                 f"{error}"
                 '<button type="submit" class="fr-btn">Suivant</button></form>'
             )
-            return Response.html(_layout(title, body))
+            return Response.html(_layout(title, body, base.split("/reservation/")[0]))
         if step == "_validerCaptcha":
             expected = session.get("captcha")
             given = (request.field("captchaUsercode") or "").strip().upper()
@@ -175,7 +200,7 @@ class RdvPrefectureModule:
                     "<p>Tous les créneaux sont actuellement réservés. Veuillez réessayer "
                     "ultérieurement.</p>"
                 )
-                return Response.html(_layout(title, body))
+                return Response.html(_layout(title, body, base.split("/reservation/")[0]))
             radios = "".join(
                 f'<div class="fr-radio-group"><input type="radio" name="trhId" '
                 f'id="trhId_{int(s.timestamp())}" value="{int(s.timestamp())}">'
@@ -188,14 +213,14 @@ class RdvPrefectureModule:
                 f'<form method="post" action="{base}/creneau/">{radios}'
                 '<button type="submit" class="fr-btn">Suivant</button></form>'
             )
-            return Response.html(_layout(title, body))
+            return Response.html(_layout(title, body, base.split("/reservation/")[0]))
         # "informations": the personal-data page.
         self.state.violation("personal data page reached on RDV-Préfecture", request)
         body = (
             '<h1>Vos informations</h1><form><input name="nom"><input name="prenom">'
             "<button>Confirmer le rendez-vous</button></form>"
         )
-        return Response.html(_layout(title, body))
+        return Response.html(_layout(title, body, base.split("/reservation/")[0]))
 
     @staticmethod
     def _image(answer: str) -> bytes:
