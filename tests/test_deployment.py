@@ -260,6 +260,7 @@ def test_compose_commands_in_order_natively_against_postgresql(
         base = url.split("/?")[0]
         with httpx.Client(follow_redirects=True) as client:
             assert client.get(f"{base}/").status_code == 403
+            assert client.get(f"{base}/assist.css").status_code == 200  # styles the refusal
             page = client.get(url)
         assert page.status_code == 200
         assert page.text.count("RDV-Préfecture") == 3

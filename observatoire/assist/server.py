@@ -93,7 +93,9 @@ class AssistApp:
         if given is not None and hmac.compare_digest(given, self.token):
             response: web.StreamResponse = see_other("/")
             response.set_cookie(COOKIE, self.token, httponly=True, samesite="Strict")
-        elif not hmac.compare_digest(request.cookies.get(COOKIE, ""), self.token):
+        elif request.path != "/assist.css" and not hmac.compare_digest(
+            request.cookies.get(COOKIE, ""), self.token
+        ):
             response = self._render("refus.html", status=403)
         else:
             try:
