@@ -483,7 +483,7 @@ def publish(
     import threading
 
     from observatoire.evidence import EvidenceStore
-    from observatoire.export import export_all
+    from observatoire.publish import mirror_files
     from observatoire.retention import prune_evidence
     from observatoire.site import build_site, context_from_settings
 
@@ -506,10 +506,11 @@ def publish(
                 )
                 pruned_on = date.today()
                 out.print(f"evidence retention: {report.files_deleted} files deleted")
-            files = export_all(engine, s.export_dir)
             index = build_site(
                 engine, s.site_dir, context_from_settings(_simulated_targets(engine))
             )
+            # The site build wrote the open data into its downloads: the same files.
+            files = mirror_files(index.parent / "donnees", s.export_dir, frozenset({"index.html"}))
         except Exception as exc:  # noqa: BLE001 - a long-running job reports and retries
             if not every:
                 raise

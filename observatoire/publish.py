@@ -48,3 +48,24 @@ def _prune(parent: Path, name: str, keep: Path) -> None:
     )
     for old in versions[: max(0, len(versions) - (KEEP_VERSIONS - 1))]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def mirror_files(source: Path, target: Path, skip: frozenset[str] = frozenset()) -> list[Path]:
+    """Copy the regular files of `source` into `target`, each replaced atomically (a
+    reader never sees half a file). Used to expose the site's open data, already
+    written by the site build, as the export folder without computing it twice."""
+    target.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for item in sorted(source.iterdir()):
+        if not item.is_file() or item.name in skip:
+            continue
+        fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{item.name}.")
+        os.close(fd)
+        try:
+            shutil.copyfile(item, tmp)
+            os.replace(tmp, target / item.name)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        copied.append(target / item.name)
+    return copied
