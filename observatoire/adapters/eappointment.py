@@ -12,6 +12,7 @@ platform answers "no slot" with a JavaScript alert, which only a browser sees:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from playwright.async_api import Error as PlaywrightError
@@ -65,16 +66,8 @@ class EAppointmentAdapter(Adapter):
             except ProbeStop as stop:
                 if stop.result.page is None and stop.result.outcome is not Outcome.ERROR:
                     html, shot = await capture(page, ctx.clock.now())
-                    r = stop.result
                     raise ProbeStop(
-                        ProbeResult(
-                            r.outcome,
-                            r.detail,
-                            http_status=r.http_status,
-                            final_url=page.url,
-                            page=html,
-                            screenshot=shot,
-                        )
+                        replace(stop.result, final_url=page.url, page=html, screenshot=shot)
                     ) from None
                 raise
             except PlaywrightError as exc:

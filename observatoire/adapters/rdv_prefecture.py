@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from urllib.parse import urljoin
 
@@ -172,14 +172,7 @@ class RdvPrefectureAdapter(Adapter):
             " || e.getAttribute('aria-label') || '')",
         )
         result = classify_slot_text(text, [normalize_text(label) for label in labels], now)
-        return ProbeResult(
-            result.outcome,
-            result.detail,
-            first_slot_at=result.first_slot_at,
-            second_slot_at=result.second_slot_at,
-            slots_count=result.slots_count,
-            final_url=page.url,
-        )
+        return replace(result, final_url=page.url)
 
     async def audio(self, page: Page, url: str) -> tuple[bytes, str]:
         """The captcha's audio, fetched by the page itself (same session, same polite
@@ -244,15 +237,7 @@ class RdvPrefectureAdapter(Adapter):
             return ProbeResult(Outcome.PROCEDURE_MISSING, "procedure_unavailable", page=page)
         if radios and len(labels) < radios:
             labels += [""] * (radios - len(labels))
-        result = classify_slot_text(text, labels, None)
-        return ProbeResult(
-            result.outcome,
-            result.detail,
-            first_slot_at=result.first_slot_at,
-            second_slot_at=result.second_slot_at,
-            slots_count=result.slots_count,
-            page=page,
-        )
+        return replace(classify_slot_text(text, labels, None), page=page)
 
 
 async def _text(page: Page) -> str:

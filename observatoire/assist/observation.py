@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -191,16 +191,8 @@ class Observation:
             )
             try:
                 html, shot = await self.adapter.evidence(page, now, note)
-                result = ProbeResult(
-                    result.outcome,
-                    result.detail,
-                    first_slot_at=result.first_slot_at,
-                    second_slot_at=result.second_slot_at,
-                    slots_count=result.slots_count,
-                    http_status=result.http_status,
-                    final_url=result.final_url or page.url,
-                    page=html,
-                    screenshot=shot,
+                result = replace(
+                    result, final_url=result.final_url or page.url, page=html, screenshot=shot
                 )
             except PlaywrightError:
                 pass
