@@ -151,14 +151,7 @@ class AssistApp:
         observation = await self._reserve(volunteer)
         if observation is None:
             return await self.queue_page(request, message=self._why_nothing())
-        try:
-            await observation.start()
-        except BaseException:
-            await observation.abandon("Erreur du robot : rien n'a été enregistré.")
-            raise
-        finally:
-            if observation.finished:
-                self._free(observation)
+        await self._step(observation, observation.start())
         return see_other(f"/observation/{observation.id}")
 
     async def observation_page(self, request: web.Request) -> web.Response:
@@ -201,14 +194,7 @@ class AssistApp:
                 observation.message = "Recopiez le code avant de valider."
             else:
                 self._touch(observation)
-                try:
-                    await observation.answer(text)
-                except BaseException:
-                    await observation.abandon("Erreur du robot : rien n'a été enregistré.")
-                    raise
-                finally:
-                    if observation.finished:
-                        self._free(observation)
+                await self._step(observation, observation.answer(text))
         return see_other(f"/observation/{observation.id}")
 
     async def abandon(self, request: web.Request) -> web.StreamResponse:
@@ -218,6 +204,18 @@ class AssistApp:
         return see_other(f"/observation/{observation.id}")
 
     # -- bookkeeping --------------------------------------------------------------------
+    async def _step(self, observation: Observation, step: Awaitable[None]) -> None:
+        """Run one step of an observation; a robot failure abandons it (nothing is
+        recorded), and a finished observation frees its host."""
+        try:
+            await step
+        except BaseException:
+            await observation.abandon("Erreur du robot : rien n'a été enregistré.")
+            raise
+        finally:
+            if observation.finished:
+                self._free(observation)
+
     def _get(self, request: web.Request) -> Observation:
         observation = self.observations.get(request.match_info["oid"])
         if observation is None:
@@ -247,7 +245,7 @@ class AssistApp:
     def _lease(self, entry: QueueEntry, now: datetime) -> bool:
         """Leases in the database: another `assist` (or a daemon) on the same database
         must not observe the same target, or the same host, at the same time."""
-        engine, host_key = self.services.engine, f"host:{entry.target.host}"[:80]
+        engine, host_key = self.services.engine, _host_lease(entry.target)
         if not acquire(engine, host_key, self.holder, now):
             return False
         if not acquire(engine, entry.target.id, self.holder, now):
@@ -259,7 +257,7 @@ class AssistApp:
         until = self.services.clock.now() + timedelta(minutes=15)
         engine = self.services.engine
         extend(engine, observation.target.id, self.holder, until)
-        extend(engine, f"host:{observation.target.host}"[:80], self.holder, until)
+        extend(engine, _host_lease(observation.target), self.holder, until)
 
     def _free(self, observation: Observation) -> None:
         host = observation.target.host
@@ -267,7 +265,7 @@ class AssistApp:
             del self.busy_hosts[host]
             engine = self.services.engine
             release(engine, observation.target.id, self.holder)
-            release(engine, f"host:{host}"[:80], self.holder)
+            release(engine, _host_lease(observation.target), self.holder)
 
     def _why_nothing(self) -> str:
         now = self.services.clock.now()
@@ -298,6 +296,11 @@ class AssistApp:
         for observation in list(self.observations.values()):
             await observation.abandon()
             self._free(observation)
+
+
+def _host_lease(target: Target) -> str:
+    """The lease that keeps a host to one observation at a time, across processes."""
+    return f"host:{target.host}"[:80]
 
 
 def see_other(location: str) -> web.Response:
