@@ -126,7 +126,7 @@ class BrowserPool:
         await context.route("**/*", _router(http, block_assets, paused, http.failures, self.assets))
         try:
             page = await context.new_page()
-            page.set_default_timeout((http.policy.timeout.read or 30.0) * 1000)
+            page.set_default_timeout(http.policy.read_timeout * 1000)
             yield page
             if paused:
                 raise paused[0]
@@ -173,7 +173,7 @@ def _router(  # type: ignore[no-untyped-def]
                 # scripts): let fetch follow them while the host's turn is held.
                 response = await route.fetch(
                     max_redirects=0 if document else 5,
-                    timeout=(policy.timeout.read or 30.0) * 1000,
+                    timeout=policy.read_timeout * 1000,
                 )
                 body = await response.body()
                 if not document and response.url != request.url:

@@ -137,6 +137,11 @@ class PolitePolicy:
         self._inner = transport
         self.gates: dict[str, HostGate] = {}
 
+    @property
+    def read_timeout(self) -> float:
+        """Seconds one answer may take: httpx's read timeout, and the browser's too."""
+        return self.timeout.read or 30.0
+
     def gate(self, host: str) -> HostGate:
         gate = self.gates.get(host)
         if gate is None:

@@ -58,7 +58,7 @@ class EAppointmentAdapter(Adapter):
 
     async def run(self, target: Target, ctx: ProbeContext) -> ProbeResult:
         pool = ctx.require_browser()
-        timeout = ctx.http.policy.timeout.read or 30.0
+        timeout = ctx.http.policy.read_timeout
         async with pool.page(ctx.http) as page:
             dialogs = DialogLog(page)
             try:

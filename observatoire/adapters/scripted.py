@@ -64,7 +64,7 @@ class ScriptedAdapter(Adapter):
     async def run(self, target: Target, ctx: ProbeContext) -> ProbeResult:
         options = ScriptedOptions.model_validate(target.options)
         pool = ctx.require_browser()
-        timeout = ctx.http.policy.timeout.read or 30.0
+        timeout = ctx.http.policy.read_timeout
         async with pool.page(ctx.http) as page:
             dialogs = DialogLog(page)
             failed = ""

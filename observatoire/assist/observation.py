@@ -94,7 +94,7 @@ class Observation:
 
     @property
     def timeout(self) -> float:
-        return self.services.policy.timeout.read or 30.0
+        return self.services.policy.read_timeout
 
     async def start(self) -> None:
         """Open the procedure up to its captcha (or record why it could not be reached)."""

@@ -13,7 +13,7 @@ import secrets
 import threading
 from typing import TYPE_CHECKING
 
-from observatoire.simulator.availability import SlotState, slot_state
+from observatoire.simulator.availability import SlotState
 from observatoire.simulator.http import Request, Response
 from observatoire.simulator.legacy import french_date
 from observatoire.simulator.scenario import EAppointmentSite, Motive
@@ -52,13 +52,7 @@ class EAppointmentModule:
         ]
 
     def slots(self, site: EAppointmentSite, motive: Motive) -> SlotState:
-        profile = self.state.scenario.profiles[motive.profile]
-        return slot_state(
-            self.state.scenario.seed,
-            f"eappointment/{site.host}/{motive.key}",
-            self.state.clock.now(),
-            profile,
-        )
+        return self.state.slots_now(f"eappointment/{site.host}/{motive.key}", motive.profile)
 
     def handle(self, site: EAppointmentSite, rest: str, request: Request) -> Response:
         prefix = f"/{site.app}/"

@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from observatoire.clock import PARIS
-from observatoire.simulator.availability import SlotState, slot_state
+from observatoire.simulator.availability import SlotState
 from observatoire.simulator.http import Request, Response
 from observatoire.simulator.scenario import LegacyForm, LegacySite, Period, Planning
 
@@ -143,9 +143,7 @@ class LegacyModule:
         return response
 
     def state_of(self, site: LegacySite, form: LegacyForm, planning: Planning) -> SlotState:
-        profile = self.state.scenario.profiles[planning.profile]
-        key = _planning_key(site, form, planning)
-        return slot_state(self.state.scenario.seed, key, self.state.clock.now(), profile)
+        return self.state.slots_now(_planning_key(site, form, planning), planning.profile)
 
     # -- routing ---------------------------------------------------------------------
     def handle(self, site: LegacySite, rest: str, request: Request) -> Response:

@@ -17,7 +17,7 @@ import threading
 import wave
 from typing import TYPE_CHECKING
 
-from observatoire.simulator.availability import SlotState, slot_state, unit
+from observatoire.simulator.availability import SlotState, unit
 from observatoire.simulator.http import Request, Response
 from observatoire.simulator.legacy import french_date
 from observatoire.simulator.scenario import RdvDemarche, RdvPrefectureSite
@@ -77,13 +77,7 @@ class RdvPrefectureModule:
         )
 
     def slots(self, site: RdvPrefectureSite, demarche: RdvDemarche) -> SlotState:
-        profile = self.state.scenario.profiles[demarche.profile]
-        return slot_state(
-            self.state.scenario.seed,
-            f"rdvpref/{site.host}/{demarche.id}",
-            self.state.clock.now(),
-            profile,
-        )
+        return self.state.slots_now(f"rdvpref/{site.host}/{demarche.id}", demarche.profile)
 
     def handle(self, site: RdvPrefectureSite, rest: str, request: Request) -> Response:
         root = f"/{site.host}/rdvpref"

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from observatoire.clock import Clock, SystemClock
+from observatoire.simulator.availability import SlotState, slot_state
 from observatoire.simulator.demarches import DemarchesModule
 from observatoire.simulator.eappointment import EAppointmentModule
 from observatoire.simulator.faults import (
@@ -124,6 +125,12 @@ class SimulatorState:
             self.hosts[site.host] = (self.eappointment, site)
         for site in scenario.rdv_prefecture_sites:
             self.hosts[site.host] = (self.rdvpref, site)
+
+    def slots_now(self, key: str, profile: str) -> SlotState:
+        """What the slot `key` (one counter, motive or procedure) offers at this instant."""
+        return slot_state(
+            self.scenario.seed, key, self.clock.now(), self.scenario.profiles[profile]
+        )
 
     def record(
         self,
