@@ -5,7 +5,7 @@ the robot records `no_slot` and `available` probes with evidence."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -76,6 +76,15 @@ async def volunteer_page(browser_pool: BrowserPool) -> Page:
     browser = await browser_pool.browser()
     context = await browser.new_context(bypass_csp=True, locale="fr-FR")
     return await context.new_page()
+
+
+async def signed_in_volunteer(assist: Assist, browser_pool: BrowserPool) -> Page:
+    """A volunteer's tab past the token, with the pseudonym set."""
+    page = await volunteer_page(browser_pool)
+    await page.goto(f"{assist.url}/?jeton={assist.app.token}")
+    await page.fill("#pseudonyme", PSEUDONYM)
+    await page.click("text=Enregistrer le pseudonyme")
+    return page
 
 
 async def hook_answer(simulator: RunningSimulator) -> str:
@@ -187,12 +196,8 @@ async def test_volunteer_records_no_slot_and_available_with_evidence(
 async def test_abandon_and_one_observation_per_host(
     assist: Assist, browser_pool: BrowserPool
 ) -> None:
-    first = await volunteer_page(browser_pool)
-    second = await volunteer_page(browser_pool)
-    for page in (first, second):
-        await page.goto(f"{assist.url}/?jeton={assist.app.token}")
-        await page.fill("#pseudonyme", PSEUDONYM)
-        await page.click("text=Enregistrer le pseudonyme")
+    first = await signed_in_volunteer(assist, browser_pool)
+    second = await signed_in_volunteer(assist, browser_pool)
     await first.click("text=Observer la démarche suivante")
     assert await first.locator("#reponse").count() == 1
     # Every assisted target is on the same host: a second volunteer must wait.
@@ -211,12 +216,9 @@ async def test_missing_procedure_is_recorded_without_a_captcha(
     assist: Assist, simulator: RunningSimulator, browser_pool: BrowserPool
 ) -> None:
     target = assist.targets[0]
-    bad = Target(**{**target.__dict__, "url": target.url.replace("/demarche/", "/demarche/9")})
+    bad = replace(target, url=target.url.replace("/demarche/", "/demarche/9"))
     assist.app.targets = [bad]
-    page = await volunteer_page(browser_pool)
-    await page.goto(f"{assist.url}/?jeton={assist.app.token}")
-    await page.fill("#pseudonyme", PSEUDONYM)
-    await page.click("text=Enregistrer le pseudonyme")
+    page = await signed_in_volunteer(assist, browser_pool)
     await page.click("text=Observer la démarche suivante")
     assert await page.inner_text("h2") == "Observation enregistrée"
     (probe,) = probes(assist.engine)
@@ -276,14 +278,9 @@ async def test_unreachable_platform_is_an_error_and_frees_the_host(
     assist: Assist, browser_pool: BrowserPool
 ) -> None:
     target = assist.targets[0]
-    down = Target(
-        **{**target.__dict__, "url": "http://127.0.0.1:9/rdvpref/reservation/demarche/1/"}
-    )
+    down = replace(target, url="http://127.0.0.1:9/rdvpref/reservation/demarche/1/")
     assist.app.targets = [down]
-    page = await volunteer_page(browser_pool)
-    await page.goto(f"{assist.url}/?jeton={assist.app.token}")
-    await page.fill("#pseudonyme", PSEUDONYM)
-    await page.click("text=Enregistrer le pseudonyme")
+    page = await signed_in_volunteer(assist, browser_pool)
     await page.click("text=Observer la démarche suivante")
     assert await page.inner_text("h2") == "Observation enregistrée"
     (probe,) = probes(assist.engine)
