@@ -103,6 +103,27 @@ def blocked_sign(doc: lxml_html.HtmlElement | None, text: str) -> str | None:
     return None
 
 
+#: The robot's own banner on captured pages (see browser_support.capture).
+STAMP = "//*[@data-observatoire='stamp']"
+
+
+def read_saved_page(page: bytes) -> tuple[lxml_html.HtmlElement, str]:
+    """A saved page's document and text, for `classify`. Raises ProbeStop when the page
+    cannot be read (`unrecognized`) or shows a captcha, WAF or waiting room (`blocked`)."""
+    doc = parse_html(page.decode("utf-8", errors="replace"))
+    text = page_text(doc)
+    sign = blocked_sign(doc, text)
+    if sign:
+        raise ProbeStop(ProbeResult(Outcome.BLOCKED, sign, page=page))
+    return doc, text
+
+
+def stamp_text(doc: lxml_html.HtmlElement) -> str:
+    """What the robot wrote in its stamp when it captured the page (a JavaScript alert's
+    text, for instance): never part of the site's own text."""
+    return " ".join(normalize_text(e.text_content()) for e in doc.xpath(STAMP))
+
+
 def status_result(
     status: int, final_url: str | None, page: bytes | None = None
 ) -> ProbeResult | None:

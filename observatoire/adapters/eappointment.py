@@ -23,10 +23,11 @@ from observatoire.adapters.base import (
     Adapter,
     ProbeContext,
     ProbeStop,
-    blocked_sign,
     normalize_text,
     page_text,
     parse_html,
+    read_saved_page,
+    stamp_text,
 )
 from observatoire.adapters.browser_support import (
     DialogLog,
@@ -156,16 +157,10 @@ class EAppointmentAdapter(Adapter):
     def classify(self, page: bytes, url: str | None = None) -> ProbeResult:
         """A saved page: the slot list, or (saved with its stamp) the no-slot alert."""
         try:
-            doc = parse_html(page.decode("utf-8", errors="replace"))
+            doc, text = read_saved_page(page)
         except ProbeStop as stop:
             return stop.result
-        text = page_text(doc)
-        sign = blocked_sign(doc, text)
-        if sign:
-            return ProbeResult(Outcome.BLOCKED, sign, page=page)
-        stamp = " ".join(
-            normalize_text(e.text_content()) for e in doc.xpath("//*[@data-observatoire='stamp']")
-        )
+        stamp = stamp_text(doc)
         if NO_APPOINTMENT in stamp:
             return ProbeResult(Outcome.NO_SLOT, "", page=page)
         slots = parse_slots(text)

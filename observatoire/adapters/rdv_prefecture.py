@@ -30,6 +30,7 @@ from playwright.async_api import Page
 
 from observatoire.adapters import register
 from observatoire.adapters.base import (
+    STAMP,
     Adapter,
     ProbeContext,
     ProbeStop,
@@ -221,7 +222,7 @@ class RdvPrefectureAdapter(Adapter):
             doc = parse_html(page.decode("utf-8", errors="replace"))
         except ProbeStop as stop:
             return stop.result
-        for stamp in doc.xpath("//*[@data-observatoire='stamp']"):
+        for stamp in doc.xpath(STAMP):
             stamp.drop_tree()
         labels = [
             normalize_text(label.text_content())

@@ -34,10 +34,11 @@ from observatoire.adapters.base import (
     Adapter,
     ProbeContext,
     ProbeStop,
-    blocked_sign,
     normalize_text,
     page_text,
     parse_html,
+    read_saved_page,
+    stamp_text,
 )
 from observatoire.adapters.browser_support import (
     DialogLog,
@@ -150,27 +151,18 @@ class ScriptedAdapter(Adapter):
     def classify(self, page: bytes, url: str | None = None) -> ProbeResult:
         """Without a target's rules a saved page can only be checked for blocks."""
         try:
-            doc = parse_html(page.decode("utf-8", errors="replace"))
+            read_saved_page(page)
         except ProbeStop as stop:
             return stop.result
-        sign = blocked_sign(doc, page_text(doc))
-        if sign:
-            return ProbeResult(Outcome.BLOCKED, sign, page=page)
         return ProbeResult(Outcome.UNRECOGNIZED, "needs_target_rules", page=page)
 
     def classify_with(self, options: ScriptedOptions, page: bytes) -> ProbeResult:
         """A saved page judged by a target's own rules (contract tests, `classify`)."""
         try:
-            doc = parse_html(page.decode("utf-8", errors="replace"))
+            doc, text = read_saved_page(page)
         except ProbeStop as stop:
             return stop.result
-        text = page_text(doc)
-        sign = blocked_sign(doc, text)
-        if sign:
-            return ProbeResult(Outcome.BLOCKED, sign, page=page)
-        stamp = " ".join(
-            normalize_text(e.text_content()) for e in doc.xpath("//*[@data-observatoire='stamp']")
-        )
+        stamp = stamp_text(doc)
         rule = match_rule(options.expect, text, stamp)
         if rule is None:
             return ProbeResult(Outcome.UNRECOGNIZED, "no_rule_matched", page=page)
