@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import resource
 import tempfile
@@ -126,28 +127,22 @@ async def measure(
     outcomes: dict[str, int] = {}
     probes = requests = 0
     cpu0 = time.process_time()
+    sweep = functools.partial(
+        run_sweep,
+        batch,
+        engine=engine,
+        evidence=evidence,
+        policy=policy,
+        clock=SystemClock(),
+        retry_base=0.0,
+        browser=browser,
+    )
     with PeakRss(exclude=exclude) as rss:
         # One warm-up sweep (browser launch, connection pools) not counted.
-        await run_sweep(
-            batch,
-            engine=engine,
-            evidence=evidence,
-            policy=policy,
-            clock=SystemClock(),
-            retry_base=0.0,
-            browser=browser,
-        )
+        await sweep()
         t0 = time.monotonic()
         for _ in range(rounds):
-            report = await run_sweep(
-                batch,
-                engine=engine,
-                evidence=evidence,
-                policy=policy,
-                clock=SystemClock(),
-                retry_base=0.0,
-                browser=browser,
-            )
+            report = await sweep()
             probes += report.probed
             requests += report.requests
             for k, v in report.outcomes.items():
