@@ -77,7 +77,10 @@ class Captcha:
 
 
 def classify_slot_text(text: str, slot_labels: list[str], now: datetime | None) -> ProbeResult:
-    """The slot page's meaning, from its text and its slot radio labels."""
+    """The slot page's meaning, from its text and its slot radio labels. A page that
+    both says "no slot" and offers slots is not understood: `unrecognized`."""
+    if NO_SLOT in text and slot_labels:
+        return ProbeResult(Outcome.UNRECOGNIZED, "no_slot_message_and_slots")
     if NO_SLOT in text:
         return ProbeResult(Outcome.NO_SLOT, "")
     if slot_labels:
@@ -97,7 +100,8 @@ def classify_slot_text(text: str, slot_labels: list[str], now: datetime | None) 
 @register
 class RdvPrefectureAdapter(Adapter):
     name = "rdv_prefecture"
-    version = "1.0"
+    #: 1.1: a page with both the no-slot phrase and slots is `unrecognized`.
+    version = "1.1"
     transport = "browser"
 
     async def run(self, target: Target, ctx: ProbeContext) -> ProbeResult:
