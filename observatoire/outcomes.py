@@ -9,7 +9,7 @@ counted as "no slot".
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 
@@ -60,6 +60,15 @@ class ProbeResult:
     final_url: str | None = None
     page: bytes | None = field(default=None, repr=False)
     screenshot: bytes | None = field(default=None, repr=False)
+    #: The platform's own message, verbatim (an eAppointment alert, say), kept with the
+    #: probe so a reader can see what the classification rested on.
+    platform_message: str | None = None
+    #: Release banners of the RDV-Préfecture slot page: "Dernière mise en ligne … le
+    #: <instant> pour des créneaux de la semaine du <week>" and "Prochaine mise en ligne …".
+    release_last_at: datetime | None = None
+    release_last_week: date | None = None
+    release_next_at: datetime | None = None
+    release_next_week: date | None = None
 
     def should_retry(self) -> bool:
         if not self.outcome.is_retryable:
@@ -75,4 +84,14 @@ class ProbeResult:
             "second_slot_at": self.second_slot_at.isoformat() if self.second_slot_at else None,
             "slots_count": self.slots_count,
             "http_status": self.http_status,
+            "final_url": self.final_url,
+            "platform_message": self.platform_message,
+            "release_last_at": _iso(self.release_last_at),
+            "release_last_week": _iso(self.release_last_week),
+            "release_next_at": _iso(self.release_next_at),
+            "release_next_week": _iso(self.release_next_week),
         }
+
+
+def _iso(value: date | datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

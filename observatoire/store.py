@@ -108,6 +108,11 @@ def save_probe(engine: Engine, evidence: EvidenceStore, record: ProbeRecord) -> 
         final_url=result.final_url,
         page_sha256=page_sha,
         screenshot_sha256=shot_sha,
+        platform_message=result.platform_message,
+        release_last_at=result.release_last_at,
+        release_last_week=result.release_last_week,
+        release_next_at=result.release_next_at,
+        release_next_week=result.release_next_week,
     )
     with Session(engine) as session, session.begin():
         session.add(row)

@@ -53,7 +53,7 @@ def test_contract(name: str, page: str, want: dict[str, object]) -> None:
     if options is not None:
         result = adapter.classify_with(ScriptedOptions.model_validate(options), data)
     else:
-        result = adapter.classify(data)
+        result = adapter.classify(data, str(want["url"]) if "url" in want else None)
     assert result.outcome.value == want["outcome"], result
     if "detail" in want:
         assert result.detail == want["detail"]

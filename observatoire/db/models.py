@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -85,6 +86,14 @@ class Probe(Base):
     final_url: Mapped[str | None] = mapped_column(Text)
     page_sha256: Mapped[str | None] = mapped_column(String(64))
     screenshot_sha256: Mapped[str | None] = mapped_column(String(64))
+    #: The platform's own message, verbatim (an eAppointment alert text, say).
+    platform_message: Mapped[str | None] = mapped_column(Text)
+    #: Release banners shown on the slot page (RDV-Préfecture): the last and next
+    #: publication instants, and the week whose slots each one opens.
+    release_last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    release_last_week: Mapped[date | None] = mapped_column(Date)
+    release_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    release_next_week: Mapped[date | None] = mapped_column(Date)
 
     __table_args__ = (
         CheckConstraint(
@@ -152,3 +161,36 @@ class Lease(Base):
     target_id: Mapped[str] = mapped_column(String(80), primary_key=True)
     holder: Mapped[str] = mapped_column(String(120))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ProbeAttempt(Base):
+    """A probe that has started and not yet been stored. Written before the probe's first
+    request and deleted in the same transaction that stores its result, so a crash or a
+    kill leaves a row here: the next start turns it into an `error/interrupted` probe,
+    counted in coverage, instead of a silent loss."""
+
+    __tablename__ = "probe_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    target_id: Mapped[str] = mapped_column(ForeignKey("targets.id"), index=True)
+    holder: Mapped[str] = mapped_column(String(120))
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    adapter: Mapped[str] = mapped_column(String(40))
+    adapter_version: Mapped[str] = mapped_column(String(20))
+    mode: Mapped[str] = mapped_column(String(10), default="auto")
+
+
+class HostGateRow(Base):
+    """The per-host gate shared by every robot process on one database: who holds the
+    host for a request right now (until `held_until`, so a dead holder frees it on its
+    own) and when the next request may start (minimum delay, Retry-After, post-timeout
+    wait). Keys are canonical host names (see politeness.canonical_host)."""
+
+    __tablename__ = "host_gates"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(120))
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_allowed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
