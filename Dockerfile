@@ -17,6 +17,8 @@ COPY observatoire ./observatoire
 COPY migrations ./migrations
 COPY templates ./templates
 COPY config ./config
+# The alert sender of the compose `watch` service (standard library only).
+COPY deploy/alert.py ./deploy/alert.py
 RUN bash scripts/setup.sh \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/* /root/.cache
@@ -32,8 +34,10 @@ ENV PATH=/app/.venv/bin:$PATH \
     OBSERVATOIRE_CHROMIUM_PATH=/usr/bin/chromium-headless-shell
 VOLUME ["/data"]
 
-# Unhealthy when a target went unprobed for 3 cadences or an adapter's error share
-# jumped (exit 1): what needs a human. The start period covers the first cadences.
+# Unhealthy when `status` finds what needs a human (exit 1): a target unprobed for 3
+# cadences, a retired link, a streak of unrecognized/blocked pages, an adapter whose error
+# share jumped. Docker only marks the container; the compose `watch` service
+# (deploy/alert.py) is what sends an alert. The start period covers the first cadences.
 HEALTHCHECK --interval=5m --timeout=60s --start-period=4h --retries=2 \
     CMD ["observatoire", "status"]
 

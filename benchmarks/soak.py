@@ -44,7 +44,7 @@ async def soak(days: int, share: float, workdir: Path) -> list[list[object]]:
         sync_targets(engine, config.targets, clock.now())
         # Time is compressed ~65 000x: Retry-After pauses are capped at 0.05 s real time,
         # still honoured (the host waits), as an hour is compressed into 0.05 s.
-        policy = PolitePolicy("observatoire/soak", 0.0, 0.3, max_pause=0.05)
+        policy = PolitePolicy("observatoire/soak", 0.0, 0.3, max_pause=0.05, engine=engine)
         evidence = EvidenceStore(workdir / "evidence")
         outcomes: dict[str, int] = {}
         rss_start = tree_rss_mb()

@@ -121,7 +121,10 @@ async def measure(
     upgrade(url)
     engine = make_engine(url)
     sync_targets(engine, batch, datetime.now(UTC))
-    policy = PolitePolicy("observatoire/bench (+https://example.org/contact)", 0.0, 30.0)
+    # As in production: every request also takes its host's gate in the database.
+    policy = PolitePolicy(
+        "observatoire/bench (+https://example.org/contact)", 0.0, 30.0, engine=engine
+    )
     browser = BrowserPool(policy.user_agent)
     evidence = EvidenceStore(workdir / f"evidence-{label}")
     outcomes: dict[str, int] = {}

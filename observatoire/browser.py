@@ -19,6 +19,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from playwright.async_api import Browser, Page, Playwright, Route, async_playwright
@@ -148,7 +149,6 @@ def _router(  # type: ignore[no-untyped-def]
     """`failures` collects why requests failed (timeout, reset, redirect loop), so an
     adapter can say more than "the page did not load". Static assets already fetched
     by this process are served from `assets` without any request."""
-    policy = http.policy
     hops = [0]
 
     async def handle(route: Route) -> None:
@@ -164,20 +164,9 @@ def _router(  # type: ignore[no-untyped-def]
         if cached is not None:
             await route.fulfill(status=cached.status, headers=cached.headers, body=cached.body)
             return
-        host = parts.netloc.lower()
         document = request.resource_type == "document"
         try:
-            async with policy.hold(host):
-                http.requests_made += 1
-                # Documents: take redirects one hop at a time (see _hop_page). Others (XHR,
-                # scripts): let fetch follow them while the host's turn is held.
-                response = await route.fetch(
-                    max_redirects=0 if document else 5,
-                    timeout=policy.read_timeout * 1000,
-                )
-                body = await response.body()
-                if not document and response.url != request.url:
-                    http.requests_made += 1
+            response, body, url = await _fetch(route, http, document)
         except HostPaused as exc:
             paused.append(exc)
             await route.abort("blockedbyclient")
@@ -186,11 +175,9 @@ def _router(  # type: ignore[no-untyped-def]
             # Timeouts, resets: let the page see a network failure.
             text = str(exc).lower()
             failures.append("timeout" if "timeout" in text else "network")
-            policy.note_failure(host)
             with contextlib.suppress(Exception):
                 await route.abort("timedout" if "timeout" in text else "failed")
             return
-        policy.note_response(host, response.status, response.headers.get("retry-after"))
         location = response.headers.get("location")
         if document and 300 <= response.status < 400 and location:
             hops[0] += 1
@@ -202,7 +189,7 @@ def _router(  # type: ignore[no-untyped-def]
             return
         if document:
             hops[0] = 0
-        elif response.url == request.url:
+        elif url == request.url:
             assets.put(
                 request.method,
                 request.resource_type,
@@ -214,6 +201,48 @@ def _router(  # type: ignore[no-untyped-def]
         await route.fulfill(status=response.status, headers=response.headers, body=body)
 
     return handle
+
+
+#: Redirects a script or XHR may follow (each hop through its own host's gate).
+MAX_SUBRESOURCE_HOPS = 5
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+async def _fetch(route: Route, http: HttpSession, document: bool) -> tuple[Any, bytes, str]:
+    """Fetch a routed request, every hop inside the gate of its own host: Playwright's
+    own redirect following would send the next hop (perhaps to an alias host) while the
+    first host's turn is held, jumping the alias's gate. Documents stop at the first
+    redirect (the page then navigates, see `_hop_page`); other requests follow up to
+    MAX_SUBRESOURCE_HOPS here. Returns (response, body, final URL)."""
+    policy = http.policy
+    url = route.request.url
+    method: str | None = None
+    for hop in range(MAX_SUBRESOURCE_HOPS + 1):
+        host = urlsplit(url).netloc
+        async with policy.hold(host):
+            http.requests_made += 1
+            try:
+                response = await route.fetch(
+                    url=None if hop == 0 else url,
+                    method=method,
+                    max_redirects=0,
+                    timeout=policy.read_timeout * 1000,
+                )
+                body = await response.body()
+            except Exception:
+                policy.note_failure(host)
+                raise
+            policy.note_response(host, response.status, response.headers.get("retry-after"))
+        location = response.headers.get("location")
+        if document or response.status not in REDIRECTS or not location:
+            return response, body, url
+        next_url = urljoin(url, location)
+        if urlsplit(next_url).scheme not in ("http", "https"):
+            return response, body, url
+        if response.status in (301, 302, 303):
+            method = "GET"
+        url = next_url
+    raise RuntimeError(f"network: more than {MAX_SUBRESOURCE_HOPS} redirects")
 
 
 def _hop_page(url: str, location: str, headers: dict[str, str]) -> dict[str, object]:

@@ -1,53 +1,103 @@
 """Server-side SVG charts (no chart library, nothing loaded from elsewhere). Every chart
-is paired, in the page, with a table holding the same numbers."""
+is paired, in the page, with a table holding the same numbers.
+
+The bars are horizontal, one line per month: a 24-month trend then stays legible on a
+390 px phone (the viewBox is narrow, so its 13-unit text is never drawn under 11 px), each
+bar carries its value, and the title and the partial-month marks live inside the image,
+so a screenshot of the chart alone still says what it shows.
+"""
 
 from __future__ import annotations
 
 import html
 import math
 
+WIDTH = 400
+ROW = 24
+LABEL_W = 112
+VALUE_W = 46
+FONT = 13
+
+
+def _wrap(title: str, limit: int = 52) -> list[str]:
+    lines: list[str] = []
+    for word in title.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= limit:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
+
 
 def share_trend(
-    points: list[tuple[str, float | None, float | None, float | None]], title: str
+    points: list[tuple[str, float | None, float | None, float | None]],
+    title: str,
+    marks: dict[str, str] | None = None,
 ) -> str:
-    """Monthly share with no way to book (0–1) and its 95 % interval, as bars."""
-    width, height, left, bottom, top = 640, 220, 44, 36, 12
-    n = max(1, len(points))
-    step = (width - left - 8) / n
-    bar = max(4.0, step * 0.6)
-    plot_h = height - bottom - top
+    """Monthly share with no way to book (0–1) and its 95 % interval, one horizontal bar
+    per month. `points` are (month label as shown, share, low, high); `marks` maps a
+    label to a short note drawn after it ("partiel", "en cours")."""
+    marks = marks or {}
+    title_lines = _wrap(title)
+    top = 8 + (FONT + 5) * len(title_lines) + 22
+    plot_x = LABEL_W
+    plot_w = WIDTH - LABEL_W - VALUE_W
+    notes = [f"* {label} : {marks[label]}" for label, *_ in points if marks.get(label)]
+    plot_end = top + ROW * max(1, len(points))
+    height = plot_end + 8 + (FONT + 5) * len(notes)
 
-    def y(v: float) -> float:
-        return top + plot_h * (1 - v)
+    def x(v: float) -> float:
+        return plot_x + plot_w * max(0.0, min(1.0, v))
 
     parts = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" '
         f'aria-label="{html.escape(title)}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{html.escape(title)}</title>",
     ]
-    for tick in (0, 0.25, 0.5, 0.75, 1):
+    for i, line in enumerate(title_lines):
         parts.append(
-            f'<line class="grid" x1="{left}" x2="{width - 4}" y1="{y(tick):.1f}" '
-            f'y2="{y(tick):.1f}"/><text class="axis" x="{left - 6}" '
-            f'y="{y(tick) + 4:.1f}" text-anchor="end">{int(tick * 100)} %</text>'
+            f'<text class="chart-title" x="0" y="{8 + FONT + i * (FONT + 5)}">'
+            f"{html.escape(line)}</text>"
+        )
+    axis_y = top - 6
+    for tick in (0, 0.5, 1):
+        parts.append(
+            f'<line class="grid" x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{axis_y:.1f}" '
+            f'y2="{plot_end}"/><text class="axis" x="{x(tick):.1f}" y="{axis_y - 3:.1f}" '
+            f'text-anchor="{"start" if tick == 0 else "end" if tick == 1 else "middle"}">'
+            f"{int(tick * 100)} %</text>"
         )
     for i, (label, share, low, high) in enumerate(points):
-        x = left + i * step + (step - bar) / 2
-        if share is not None and not math.isnan(share):
+        y = top + i * ROW
+        mark = marks.get(label, "")
+        name = f"{label}{' *' if mark else ''}"
+        parts.append(
+            f'<text class="axis{" partial" if mark else ""}" x="0" y="{y + 16}">'
+            f"{html.escape(name)}</text>"
+        )
+        if share is None or math.isnan(share):
             parts.append(
-                f'<rect class="bar" x="{x:.1f}" y="{y(share):.1f}" width="{bar:.1f}" '
-                f'height="{plot_h * share:.1f}"/>'
+                f'<text class="axis" x="{plot_x + 4}" y="{y + 16}">pas de mesure valide</text>'
             )
-            if low is not None and high is not None and not math.isnan(low):
-                cx = x + bar / 2
-                parts.append(
-                    f'<line class="ci" x1="{cx:.1f}" x2="{cx:.1f}" y1="{y(high):.1f}" '
-                    f'y2="{y(low):.1f}"/>'
-                )
-        if n <= 12 or i % max(1, n // 12) == 0:
+            continue
+        parts.append(
+            f'<rect class="bar{" partial" if mark else ""}" x="{plot_x}" y="{y + 4}" '
+            f'width="{max(0.5, x(share) - plot_x):.1f}" height="{ROW - 8}"/>'
+        )
+        if low is not None and high is not None and not math.isnan(low):
+            cy = y + ROW / 2
             parts.append(
-                f'<text class="axis" x="{x + bar / 2:.1f}" y="{height - 14}" '
-                f'text-anchor="middle">{html.escape(label[2:])}</text>'
+                f'<line class="ci" x1="{x(low):.1f}" x2="{x(high):.1f}" y1="{cy:.1f}" '
+                f'y2="{cy:.1f}"/>'
             )
+        value = f"{100 * share:.0f} %"
+        parts.append(
+            f'<text class="value" x="{WIDTH}" y="{y + 16}" text-anchor="end">{value}</text>'
+        )
+    for i, note in enumerate(notes):
+        parts.append(
+            f'<text class="axis" x="0" y="{plot_end + 4 + FONT + i * (FONT + 5)}">'
+            f"{html.escape(note)}</text>"
+        )
     parts.append("</svg>")
     return "".join(parts)

@@ -21,13 +21,23 @@ PATH = re.compile(
 OVERSEAS = ("971", "972", "973", "974", "976")
 PARIS_AREA = ("75", "92", "93", "94")
 #: Share with no way to book → class; the legend uses the same bounds.
+#: Bounds are half-open, and the legend says so: 50 % exactly is in "50 % à moins de 75 %".
 BUCKETS = (
     (0.25, "q0", "moins de 25 %"),
-    (0.5, "q1", "25 à 50 %"),
-    (0.75, "q2", "50 à 75 %"),
-    (0.9, "q3", "75 à 90 %"),
-    (1.01, "q4", "90 % et plus"),
+    (0.5, "q1", "de 25 % à moins de 50 %"),
+    (0.75, "q2", "de 50 % à moins de 75 %"),
+    (0.9, "q3", "de 75 % à moins de 90 %"),
+    (1.01, "q4", "90 % ou plus"),
 )
+#: A department whose every booking link was deactivated by the prefecture.
+RETIRED_CLASS = ("qr", "lien désactivé par la préfecture")
+OVERSEAS_NAMES = {
+    "971": "Guadeloupe",
+    "972": "Martinique",
+    "973": "Guyane",
+    "974": "La Réunion",
+    "976": "Mayotte",
+}
 CREDIT = (
     "Carte : MapSVG (mapsvg.com), adaptée par Victor Cazanave (svg-maps), licence "
     "CC BY 4.0 ; modifiée (couleurs, liens, encarts)."
@@ -39,6 +49,7 @@ class MapValue:
     share: float | None  # None: no valid probe
     text: str  # accessible label, e.g. "62 %"
     href: str | None
+    cls: str | None = None  # overrides the share's class (e.g. "qr": link retired)
 
 
 @cache
@@ -58,7 +69,7 @@ def bucket(share: float | None) -> str:
 
 def _shape(code: str, name: str, value: MapValue | None, shape: str) -> str:
     label = f"{code} {name} : {value.text if value else 'pas de mesure'}"
-    cls = bucket(value.share if value else None)
+    cls = (value.cls if value else None) or bucket(value.share if value else None)
     inner = f"{shape.replace('CLASS', cls)}<title>{html.escape(label)}</title>"
     if value and value.href:
         return f'<a href="{html.escape(value.href)}" aria-label="{html.escape(label)}">{inner}</a>'
@@ -83,14 +94,17 @@ def render_map(values: dict[str, MapValue], names: dict[str, str], title: str) -
                 code, names.get(code, label), values.get(code), f'<path class="dep CLASS" d="{d}"/>'
             )
         )
-    # Overseas departments: labelled squares at the bottom left.
+    # Overseas departments: squares at the bottom left, each with its code and name (the
+    # caption under the map names them too, for phones where this text would be tiny).
     insets = []
     for i, code in enumerate(OVERSEAS):
-        x = 8 + i * 52
+        x = 8 + i * 70
         shape = (
-            f'<rect class="dep CLASS" x="{x}" y="520" width="44" height="44" rx="4"/>'
-            f'<text x="{x + 22}" y="547" text-anchor="middle" class="inset-label">'
+            f'<rect class="dep CLASS" x="{x + 9}" y="512" width="44" height="44" rx="4"/>'
+            f'<text x="{x + 31}" y="539" text-anchor="middle" class="inset-label">'
             f"{code}</text>"
+            f'<text x="{x + 31}" y="572" text-anchor="middle" class="inset-label">'
+            f"{html.escape(OVERSEAS_NAMES.get(code, names.get(code, code)))}</text>"
         )
         insets.append(_shape(code, names.get(code, code), values.get(code), shape))
     return (
@@ -107,4 +121,8 @@ def render_map(values: dict[str, MapValue], names: dict[str, str], title: str) -
 
 
 def legend() -> list[tuple[str, str]]:
-    return [(name, text) for _, name, text in BUCKETS] + [("qn", "pas de mesure valide")]
+    return (
+        [(name, text) for _, name, text in BUCKETS]
+        + [("qn", "pas de mesure valide")]
+        + [RETIRED_CLASS]
+    )

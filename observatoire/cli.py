@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-import ipaddress
 import json
 import signal
 import sys
@@ -23,7 +23,9 @@ from rich.table import Table
 from observatoire import __version__
 from observatoire.config import Config, ConfigError, load_config
 from observatoire.db import DatabaseNotReady, make_engine, require_migrated
-from observatoire.settings import Settings, SettingsError
+from observatoire.publish import PublishRefused
+from observatoire.settings import Settings, SettingsError, check_conduct
+from observatoire.store import StorageError
 
 app = typer.Typer(
     help=(
@@ -42,9 +44,14 @@ site_app = typer.Typer(help="The public static site.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(targets_app, name="targets")
 app.add_typer(site_app, name="site")
+# Captures from people's own browsers (issue 21): `contributor …`, `captures review`.
+from observatoire.captures.cli import register as _register_captures  # noqa: E402
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+_register_captures(app)
+
+# emoji=False: Rich would turn "file:100:" into the 💯 emoji in error lines.
+out = Console(soft_wrap=True, emoji=False)
+err = Console(stderr=True, soft_wrap=True, emoji=False, highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 ConfigOption = Annotated[
@@ -59,7 +66,9 @@ ConfigOption = Annotated[
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print `error: message` as plain text (no markup, no emoji: messages hold file
+    names, brackets and `file:line:`) and return the exit to raise."""
+    err.print(f"error: {message}", highlight=False, markup=False, emoji=False)
     return typer.Exit(code)
 
 
@@ -79,6 +88,8 @@ def friendly_errors(func: F) -> F:
             raise fail(str(exc)) from None
         except SettingsError as exc:
             raise fail(f"bad setting: {exc}") from None
+        except (StorageError, PublishRefused) as exc:
+            raise fail(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -89,7 +100,25 @@ def settings() -> Settings:
 
 def _config(path: Path | None, simulator_url: str | None = None) -> Config:
     s = settings()
-    return load_config(path or s.config, simulator_url=simulator_url or s.simulator_url or None)
+    return load_config(
+        path or s.targets_file, simulator_url=simulator_url or s.simulator_url or None
+    )
+
+
+#: Stands for the simulator's address in commands that read a targets file without
+#: sending any request (check, list, status): a `{simulator}` file needs no running
+#: simulator for those. Port 0 on loopback: nothing can ever answer there.
+OFFLINE_SIMULATOR = "http://127.0.0.1:0"
+
+
+def _config_offline(path: Path | None, simulator_url: str | None = None) -> Config:
+    """The targets file for commands that send no request: `{simulator}` URLs are
+    accepted without a running simulator (shown as `{simulator}`)."""
+    return _config(path, simulator_url or settings().simulator_url or OFFLINE_SIMULATOR)
+
+
+def _shown_url(url: str) -> str:
+    return url.replace(OFFLINE_SIMULATOR, "{simulator}", 1)
 
 
 def _engine(migrated: bool = True):  # type: ignore[no-untyped-def]
@@ -113,26 +142,43 @@ def db_upgrade(
     revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
 ) -> None:
     """Create or migrate the database ($OBSERVATOIRE_DATABASE_URL) to the latest schema."""
-    from observatoire.db.migrate import upgrade
+    from observatoire.db.migrate import MigrationBusy, upgrade
 
     url = settings().database_url
     try:
         upgrade(url, revision)
+    except MigrationBusy as exc:
+        raise fail(str(exc)) from None
     except Exception as exc:
-        raise fail(f"migration failed on {url}: {exc}") from None
+        # The driver's message, without the SQL statement SQLAlchemy appends.
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise fail(f"migration failed on {url}: {reason}") from None
     out.print(f"database at revision {revision}: {make_engine(url).url!r}", highlight=False)
 
 
 # -- targets --------------------------------------------------------------------------
 @targets_app.command("check")
 @friendly_errors
-def targets_check(config: ConfigOption = None) -> None:
-    """Validate a targets file. Every problem is listed with file:line: field; exit 2."""
-    cfg = (
-        _config(config, simulator_url="http://127.0.0.1:0")
-        if config and "demo" in str(config)
-        else _config(config)
-    )
+def targets_check(
+    config: ConfigOption = None,
+    live: Annotated[
+        str | None,
+        typer.Option(
+            "--live",
+            metavar="ID",
+            help="Also fetch this target's first page ONCE (politely, with the robot's "
+            "User-Agent and contact) and say which platform answers and whether the link "
+            "is retired. Stores nothing, posts nothing.",
+        ),
+    ] = None,
+    simulator_url: Annotated[
+        str | None,
+        typer.Option(help="Base URL of a running simulator, for --live on a {simulator} file."),
+    ] = None,
+) -> None:
+    """Validate a targets file. Every problem is listed with file:line: field; exit 2.
+    With --live ID, one look at that target's page; exit 1 when it needs attention."""
+    cfg = _config_offline(config, simulator_url)
     enabled = len(cfg.enabled_targets)
     out.print(
         f"{cfg.path}: OK — {len(cfg.departments)} departments, {len(cfg.targets)} targets "
@@ -143,6 +189,68 @@ def targets_check(config: ConfigOption = None) -> None:
     if missing:
         shown = ", ".join(missing) if len(missing) <= 10 else f"{len(missing)} of 101"
         out.print(f"note: departments not listed: {shown}", highlight=False)
+    offline = [t for t in cfg.targets if t.url.startswith(OFFLINE_SIMULATOR)]
+    if offline:
+        out.print(
+            f"note: {len(offline)} target(s) use {{simulator}}: they are probed only against "
+            "the simulator (`observatoire demo`, or --simulator-url)",
+            highlight=False,
+        )
+    if live is not None:
+        _check_live(cfg, live)
+
+
+def _check_live(cfg: Config, target_id: str) -> None:
+    """`targets check --live ID`: one polite GET of the target's URL, then the verdict."""
+    from observatoire.livecheck import look_once
+    from observatoire.politeness import PolitePolicy
+
+    target = next((t for t in cfg.targets if t.id == target_id), None)
+    if target is None:
+        raise fail(f"unknown target id {target_id!r} (see `targets list`)")
+    if target.url.startswith(OFFLINE_SIMULATOR):
+        raise fail(f"{target_id} uses {{simulator}}: pass --simulator-url of a running simulator")
+    s = settings()
+    check_conduct(s, [target.host])  # a real host needs the contact URL, >= 1 s delay
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        engine = _engine()  # the per-host gate shared with a running robot
+    except (DatabaseNotReady, SQLAlchemyError):
+        engine = None  # no database yet: this process's gate only (one request anyway)
+
+    async def go() -> Any:
+        policy = PolitePolicy(s.user_agent, s.min_delay_seconds, s.timeout_seconds, engine=engine)
+        policy.join_groups(cfg.targets)
+        try:
+            return await look_once(target, policy)
+        finally:
+            await policy.aclose()
+
+    look = asyncio.run(go())
+    fine, sentence = look.verdict(target.platform)
+    lines = [
+        f"{target.id} ({target.platform}): {look.url}",
+        f"  answered: HTTP {look.status} at {look.final_url}"
+        if look.status is not None
+        else "  answered: nothing",
+        f"  requests: {look.requests} (User-Agent: {s.user_agent})",
+        f"  recognised platform: {look.platform or 'none'}",
+        *(f"    sign: {sign}" for sign in look.signs),
+        f"  retired link: {'yes' if look.retired else 'no'}",
+        f"  verdict: {sentence}",
+    ]
+    if fine:
+        nxt = (
+            "a captcha comes first: it waits for a volunteer (`observatoire assist`)"
+            if target.platform == "rdv_prefecture"
+            else f"one supervised probe: `observatoire probe {target.id}`"
+        )
+        lines.append(f"  next: {nxt}")
+    for line in lines:
+        out.print(line, highlight=False, markup=False)
+    if not fine:
+        raise typer.Exit(1)
 
 
 @targets_app.command("list")
@@ -152,24 +260,22 @@ def targets_list(
     enabled_only: Annotated[bool, typer.Option("--enabled", help="Only enabled targets.")] = False,
 ) -> None:
     """List targets: id, department, platform, enabled, URL."""
-    cfg = _config(config, simulator_url="http://127.0.0.1:0")
-    table = Table("id", "dép.", "platform", "enabled", "url")
+    cfg = _config_offline(config)
+    table = Table("id", "dept", "platform", "enabled", "url")
     for t in cfg.targets:
         if enabled_only and not t.enabled:
             continue
-        table.add_row(t.id, t.department, t.platform, "yes" if t.enabled else "no", t.url)
+        table.add_row(
+            t.id, t.department, t.platform, "yes" if t.enabled else "no", _shown_url(t.url)
+        )
     out.print(table)
 
 
 # -- probe ----------------------------------------------------------------------------
 def _is_loopback(host: str) -> bool:
-    name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 else host.strip("[]")
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+    from observatoire.politeness import is_loopback
+
+    return is_loopback(host)
 
 
 @app.command()
@@ -192,7 +298,7 @@ def probe(
     from observatoire.clock import SystemClock
     from observatoire.evidence import EvidenceStore
     from observatoire.politeness import PolitePolicy
-    from observatoire.store import sync_targets
+    from observatoire.store import check_writable, recover_interrupted, sync_targets
     from observatoire.sweep import run_sweep, split_probeable
 
     if not all_targets and not target_ids:
@@ -214,20 +320,32 @@ def probe(
     else:
         for why, count in sorted(Counter(skipped.values()).items()):
             err.print(f"skipped {count} target(s): {why}", highlight=False)
-    remote = sorted({t.host for t in probeable if not _is_loopback(t.host)})
-    if remote and not s.contact_url:
-        raise fail(
-            "set OBSERVATOIRE_CONTACT_URL (a page or mailto: where the sites can reach you) "
-            f"before probing real hosts: {', '.join(remote)}"
-        )
+    check_conduct(s, (t.host for t in probeable))  # contact, >= 1 s for real hosts
     engine = _engine()
     clock = SystemClock()
     sync_targets(engine, cfg.targets, clock.now())
     evidence = EvidenceStore(s.evidence_dir)
+    # Before the first request: a real write to the evidence folder and the database;
+    # then the probes a dead run left unfinished are counted, and their targets go first.
+    check_writable(engine, evidence)
+    interrupted = recover_interrupted(engine, datetime.now(UTC))
+    if interrupted:
+        err.print(
+            f"{len(interrupted)} probe(s) interrupted by a previous run stored as "
+            f"error/interrupted: {', '.join(interrupted)}",
+            highlight=False,
+        )
+        probeable.sort(key=lambda t: t.id not in interrupted)
 
     async def go(progress: Progress) -> Any:
         task = progress.add_task("probes", total=len(probeable))
-        policy = PolitePolicy(s.user_agent, s.min_delay_seconds, s.timeout_seconds)
+        # With the engine, the per-host gate is shared with every robot on the database.
+        policy = PolitePolicy(s.user_agent, s.min_delay_seconds, s.timeout_seconds, engine=engine)
+        # SIGTERM/SIGINT: no new probe starts; the ones in flight finish and are stored.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
         try:
             return await run_sweep(
                 probeable,
@@ -239,6 +357,7 @@ def probe(
                 on_probe=lambda t, r: progress.update(
                     task, advance=1, description=f"{t.id}: {r.outcome}"
                 ),
+                stop=stop,
             )
         finally:
             await policy.aclose()
@@ -251,13 +370,29 @@ def probe(
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=err, transient=False) as progress:
-        report = asyncio.run(go(progress))
+        try:
+            report = asyncio.run(go(progress))
+        except StorageError:
+            # Probes that ran but could not be stored: counted now if the database
+            # still takes writes, else at the next start (their attempts stay).
+            from observatoire.leases import holder_id
+
+            with contextlib.suppress(Exception):
+                recover_interrupted(engine, datetime.now(UTC), holder=holder_id())
+            raise
     mix = ", ".join(f"{k}={v}" for k, v in sorted(report.outcomes.items())) or "nothing"
     out.print(
         f"{report.probed} probes in {time.monotonic() - started:.1f} s "
         f"({report.requests} requests): {mix}",
         highlight=False,
     )
+    busy = sorted(tid for tid, why in report.skipped.items() if why.startswith("busy"))
+    if busy:
+        out.print(
+            f"{len(busy)} target(s) skipped as busy (another run was probing them): "
+            + ", ".join(busy),
+            highlight=False,
+        )
 
 
 @app.command()
@@ -271,6 +406,7 @@ def classify(
 ) -> None:
     """Print, as JSON, the outcome an adapter gives a saved page (debugging, contracts)."""
     import gzip
+    import zlib
 
     from observatoire.adapters import get_adapter, registry
 
@@ -278,9 +414,71 @@ def classify(
         raise fail(f"unknown adapter {adapter!r}; known: {', '.join(sorted(registry()))}")
     data = file.read_bytes()
     if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise fail(f"{file}: not a readable gzip file ({exc})") from None
     result = get_adapter(adapter).classify(data, url)
     typer.echo(json.dumps(result.summary(), ensure_ascii=False, indent=2))
+
+
+@app.command()
+@friendly_errors
+def unrecognized(
+    since: Annotated[
+        str | None, typer.Option("--since", help="First day (Europe/Paris), YYYY-MM-DD.")
+    ] = None,
+    adapter: Annotated[str | None, typer.Option("--adapter", "-a", help="Adapter name.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Drift: `unrecognized` and `blocked` probes grouped by the shape of their saved page
+    (tag/id/class skeleton, not the text), newest shapes first, with first and last seen
+    (Paris), targets, the outcome/detail mix and one example page for `classify`. Probes
+    without a saved page are grouped by their detail."""
+    from observatoire.clock import PARIS
+    from observatoire.evidence import EvidenceStore
+    from observatoire.fingerprint import drift_report, paris_short
+
+    day = _parse_day(since, "--since")
+    start = datetime.combine(day, datetime.min.time(), PARIS) if day else None
+    if adapter is not None:
+        from observatoire.adapters import registry
+
+        if adapter not in registry():
+            raise fail(f"unknown adapter {adapter!r}; known: {', '.join(sorted(registry()))}")
+    groups = drift_report(_engine(), EvidenceStore(settings().evidence_dir), start, adapter)
+    if as_json:
+        typer.echo(json.dumps([g.as_dict() for g in groups], ensure_ascii=False, indent=2))
+        return
+    if not groups:
+        out.print("no unrecognized or blocked probe" + (f" since {since}" if since else ""))
+        return
+    table = Table(title="unrecognized and blocked probes, by page shape")
+    table.add_column("page shape", no_wrap=True)
+    table.add_column("probes", justify="right")
+    table.add_column("targets", justify="right")
+    table.add_column("first/last seen, Paris", no_wrap=True)
+    table.add_column("outcome/detail mix", overflow="fold")
+    examples = []
+    for g in groups:
+        mix = "\n".join(f"{k} {v}" for k, v in g.mix.most_common(4))
+        if len(g.mix) > 4:
+            mix += f"\n… {len(g.mix) - 4} more"
+        shape = g.shape if g.kind == "page" else f"no page:\n{g.shape}"
+        table.add_row(
+            shape,
+            str(g.probes),
+            str(len(g.targets)),
+            f"{paris_short(g.first_seen)}\n{paris_short(g.last_seen)}",
+            mix,
+        )
+        if g.example_path is not None:
+            examples.append(f"  {g.shape}: {g.example_target} {g.example_path}")
+    out.print(table)
+    if examples:
+        out.print("examples (latest page of each shape; `observatoire classify` reads them):")
+        for line in examples:
+            out.print(line, highlight=False, markup=False)
 
 
 @app.command("evidence-png")
@@ -355,8 +553,19 @@ def prune_evidence_command(
 @friendly_errors
 def stats(
     level: Annotated[
-        str, typer.Option(help="department, department_procedure, target or national.")
+        str,
+        typer.Option(
+            help="target, department_procedure, department, procedure or national.",
+        ),
     ] = "department",
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="First recompute the pre-aggregated tables (per target and day, lead "
+            "times, episodes) from the raw probes: after a restore or a bulk import.",
+        ),
+    ] = False,
 ) -> None:
     """Print monthly statistics (share of valid probes with no way to book)."""
     from observatoire.site import percent
@@ -364,7 +573,17 @@ def stats(
 
     if level not in LEVELS:
         raise fail(f"unknown level {level!r}; choose from {', '.join(LEVELS)}")
-    frame = monthly_stats(_engine(), level)
+    engine = _engine()
+    if rebuild:
+        from observatoire.rollups import rebuild as rebuild_rollups
+
+        counts = rebuild_rollups(engine)
+        out.print(
+            "rollups rebuilt from the probes: "
+            + ", ".join(f"{name} {rows} rows" for name, rows in counts.items()),
+            highlight=False,
+        )
+    frame = monthly_stats(engine, level)
     keys = [k for k in LEVELS[level] if not k.endswith("_name")]
     table = Table(*keys, "month", "probes", "valid", "no way", "share", "95 % CI")
     for row in frame.to_dict(orient="records"):
@@ -414,6 +633,15 @@ def export(
 
     if fmt not in ("csv", "parquet"):
         raise fail("--format must be csv or parquet")
+    if department is not None:
+        from observatoire.config import reference_departments
+
+        known = reference_departments()
+        if department not in known:
+            raise fail(
+                f"--department: unknown department code {department!r}; known codes: "
+                + ", ".join(known)
+            )
     flt = ExportFilter(_parse_day(since, "--from"), _parse_day(until, "--to"), department)
     if flt.since and flt.until and flt.until < flt.since:
         raise fail("--to is before --from")
@@ -438,14 +666,25 @@ def site_build(
         ),
     ] = None,
 ) -> None:
-    """Render the static French site and publish it atomically into the folder."""
+    """Render the static French site and publish it atomically into the folder. The
+    folder must be new, empty or a site published here before (it holds a
+    `.observatoire-site` file): any other folder is refused, never replaced."""
+    from observatoire.publish import check_target
     from observatoire.site import build_site, context_from_settings
 
+    target = out_dir or settings().site_dir
+    check_target(target)  # before any work: a folder that is not ours is refused
     engine = _engine()
     if simulated is None:
         simulated = _simulated_targets(engine)
-    target = out_dir or settings().site_dir
-    index = build_site(engine, target, context_from_settings(simulated))
+    # The open data is not recomputed here: the last `export` (if any) is published.
+    export_dir = settings().export_dir
+    index = build_site(
+        engine,
+        target,
+        context_from_settings(simulated),
+        open_data=export_dir if (export_dir / "datapackage.json").exists() else None,
+    )
     out.print(f"site published: {index}", highlight=False)
 
 
@@ -483,11 +722,13 @@ def publish(
     import threading
 
     from observatoire.evidence import EvidenceStore
-    from observatoire.publish import mirror_files
+    from observatoire.export import export_all
+    from observatoire.publish import check_target
     from observatoire.retention import prune_evidence
     from observatoire.site import build_site, context_from_settings
 
     s = settings()
+    check_target(s.site_dir)  # a site folder that observatoire did not create: exit 2
     engine = _engine()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -506,11 +747,14 @@ def publish(
                 )
                 pruned_on = date.today()
                 out.print(f"evidence retention: {report.files_deleted} files deleted")
+            # Both, explicitly: the open data first, then the site that publishes a copy.
+            simulated = _simulated_targets(engine)
+            files = [f.path for f in export_all(engine, s.export_dir, simulated=simulated)]
             index = build_site(
-                engine, s.site_dir, context_from_settings(_simulated_targets(engine))
+                engine, s.site_dir, context_from_settings(simulated), open_data=s.export_dir
             )
-            # The site build wrote the open data into its downloads: the same files.
-            files = mirror_files(index.parent / "donnees", s.export_dir, frozenset({"index.html"}))
+        except PublishRefused:
+            raise  # the folder is not ours: retrying cannot help
         except Exception as exc:  # noqa: BLE001 - a long-running job reports and retries
             if not every:
                 raise
@@ -537,21 +781,63 @@ def dossier(
         Path | None,
         typer.Option("--verify", help="Re-check the hashes of an existing dossier instead."),
     ] = None,
+    contributor: Annotated[
+        str | None,
+        typer.Option(
+            "--contributor",
+            help="Applicant's dossier: their own captures (id or pseudonym) as the main part.",
+        ),
+    ] = None,
+    annex: Annotated[
+        Path | None,
+        typer.Option("--annex", help="Folder of the applicant's own captures/PDFs to join."),
+    ] = None,
+    piece: Annotated[str, typer.Option("--piece", help="Pièce number printed on every page.")] = "",
+    opening_hours: Annotated[
+        str | None,
+        typer.Option(
+            "--opening-hours",
+            help='Prefecture opening hours, "lun-ven 09:00-12:00, 13:30-16:00" '
+            "(default: the target's opening_hours in the targets file).",
+        ),
+    ] = None,
 ) -> None:
     """Evidence dossier for a référé "mesures utiles": every attempt with its evidence and
     hashes, HTML and PDF, and a manifest; or, with --verify DIR, re-check one."""
-    from observatoire.dossier import DossierError, build_dossier, verify
+    import hashlib
+
+    from observatoire.dossier import (
+        SIMULATED_MARK,
+        DossierError,
+        Issuer,
+        build_dossier,
+        opening_hours_of,
+        plural,
+        verify,
+    )
 
     if verify_dir is not None:
-        problems = verify(verify_dir)
+        try:
+            problems = verify(verify_dir)
+        except DossierError as exc:
+            raise fail(str(exc)) from None
         for problem in problems:
             err.print(problem, highlight=False, markup=False)
         if problems:
-            raise fail(f"{len(problems)} problem(s): the dossier was altered", code=1)
-        out.print(f"{verify_dir}: every file matches manifest.json", highlight=False)
+            raise fail(
+                f"{plural(len(problems), 'problème')} : le dossier a été modifié depuis son "
+                "établissement (dossier altered)",
+                code=1,
+            )
+        digest = hashlib.sha256((verify_dir / "manifest.json").read_bytes()).hexdigest()
+        out.print(
+            f"{verify_dir} : chaque fichier correspond à manifest.json "
+            f"(empreinte sha256 de manifest.json : {digest})",
+            highlight=False,
+        )
         return
     if not target or not out_dir:
-        raise fail("--target and --out are required (or --verify DIR)")
+        raise fail("--target et --out sont requis (ou --verify DOSSIER)")
     s = settings()
     from observatoire.evidence import EvidenceStore
 
@@ -564,13 +850,26 @@ def dossier(
             _parse_day(since, "--from"),
             _parse_day(until, "--to"),
             s.user_agent,
+            contributor=contributor,
+            annex=annex,
+            issuer=Issuer(s.association, s.contact_url, s.operator, s.site_url),
+            opening_hours=opening_hours or opening_hours_of(s.targets_file, target),
+            piece=piece,
         )
     except DossierError as exc:
         raise fail(str(exc)) from None
+    digest = hashlib.sha256((out_dir / "manifest.json").read_bytes()).hexdigest()
+    if manifest.get("simulated"):
+        out.print(SIMULATED_MARK, highlight=False)
+    weeks = len(manifest["iso_weeks_with_failure"])  # type: ignore[arg-type]
     out.print(
-        f"{out_dir / 'dossier.pdf'}: {manifest['attempts']} attempts, "
-        f"{manifest['failed_attempts']} without any way to book, in "
-        f"{len(manifest['iso_weeks_with_failure'])} ISO weeks",
+        f"Dossier établi : {out_dir / 'dossier.pdf'} — "
+        f"{plural(int(manifest['attempts']), 'tentative')}, dont "  # type: ignore[call-overload]
+        f"{manifest['failed_attempts']} sans aucune possibilité de rendez-vous, sur "
+        f"{plural(weeks, 'semaine calendaire', 'semaines calendaires')}.\n"
+        f"Empreinte du dossier : {manifest['dossier_fingerprint']}\n"
+        f"Empreinte sha256 de manifest.json : {digest} (notez-la : elle permet de montrer "
+        "plus tard que le manifeste n'a pas changé)",
         highlight=False,
     )
 
@@ -607,11 +906,9 @@ def run(
         shard_t = parse_shard(shard)
     except ValueError as exc:
         raise fail(str(exc)) from None
-    path = str(config or s.config)
+    path = str(config or s.targets_file)
     cfg = _config(config, simulator_url)  # validate now: a bad file is exit 2
-    remote = sorted({t.host for t in cfg.enabled_targets if not _is_loopback(t.host)})
-    if remote and not s.contact_url:
-        raise fail("set OBSERVATOIRE_CONTACT_URL before probing real hosts: " + ", ".join(remote))
+    check_conduct(s, (t.host for t in cfg.enabled_targets))
     simulator = simulator_url or s.simulator_url or None
     code = asyncio.run(Daemon(s, path, shard_t, simulator, every).run())
     raise typer.Exit(code)
@@ -622,16 +919,32 @@ def run(
 def status(
     config: ConfigOption = None,
     simulator_url: Annotated[str | None, typer.Option(help="For files using {simulator}.")] = None,
-    log_json: Annotated[bool, typer.Option("--log-json", help="JSON output.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            "--log-json",
+            help="One JSON document (schema_version 1, see docs/operator.md) for monitors "
+            "and alert scripts.",
+        ),
+    ] = False,
+    last: Annotated[
+        int,
+        typer.Option(
+            "--last", min=1, help="Flag an enabled target whose last N probes are all alike."
+        ),
+    ] = 5,
 ) -> None:
     """Health: per target, the last probe and the outcome mix of the last 24 h; flags a
-    target not probed for 3 cadences and an adapter whose error/unrecognized share jumped
-    (the site probably changed). Exit 1 when something needs a human."""
+    target not probed for 3 cadences, an enabled target whose last N probes are all
+    unrecognized, all blocked or all a retired link (a finding to report), and an adapter
+    whose error/unrecognized share jumped (the site probably changed). Exit 1 when
+    something needs a human."""
     from observatoire.health import check_health
 
-    cfg = _config(config, simulator_url)
-    report = check_health(_engine(), cfg.targets, datetime.now(UTC))
-    if log_json:
+    cfg = _config_offline(config, simulator_url)  # sends no request
+    report = check_health(_engine(), cfg.targets, datetime.now(UTC), last_n=last)
+    if as_json:
         typer.echo(json.dumps(report.as_dict(), ensure_ascii=False, default=str))
     else:
         table = Table("target", "last probe (Paris)", "outcome", "24 h mix", "flag")
@@ -639,7 +952,7 @@ def status(
             table.add_row(row["target"], row["last"], row["outcome"], row["mix"], row["flag"])
         out.print(table)
         for flag in report.flags:
-            err.print(f"needs a human: {flag}", highlight=False)
+            err.print(f"needs a human: {flag}", highlight=False, markup=False)
     if report.flags:
         raise typer.Exit(1)
 
@@ -679,16 +992,19 @@ def assist(
     s = settings()
     cfg = _config(config, simulator_url)
     chosen = assisted_targets(cfg.targets)
-    remote = sorted({t.host for t in chosen if not _is_loopback(t.host)})
-    if remote and not s.contact_url:
-        raise fail("set OBSERVATOIRE_CONTACT_URL before observing real hosts: " + ", ".join(remote))
+    check_conduct(s, (t.host for t in chosen))
     engine = _engine()
     clock = SystemClock()
     sync_targets(engine, cfg.targets, clock.now())
     release_stale(engine)
+    # A volunteer's observation that cannot be stored must not start at all.
+    from observatoire.store import check_writable
+
+    check_writable(engine, EvidenceStore(s.evidence_dir))
 
     async def go() -> None:
-        policy = PolitePolicy(s.user_agent, s.min_delay_seconds, s.timeout_seconds)
+        policy = PolitePolicy(s.user_agent, s.min_delay_seconds, s.timeout_seconds, engine=engine)
+        policy.join_groups(cfg.targets)
         pool = BrowserPool(s.user_agent, max_pages=4)
         services = AssistServices(engine, EvidenceStore(s.evidence_dir), policy, pool, clock)
         assist_app = AssistApp(services, cfg.targets)

@@ -46,8 +46,53 @@ def reference_departments() -> dict[str, Department]:
     }
 
 
+_DAYS_FR = ("lun", "mar", "mer", "jeu", "ven", "sam", "dim")
+_HOURS = re.compile(r"^(\d{1,2})[:h](\d{2})\s*-\s*(\d{1,2})[:h](\d{2})$")
+
+
+def parse_opening_hours(text: str) -> tuple[frozenset[int], tuple[tuple[int, int], ...]]:
+    """'lun-ven 09:00-12:00, 13:30-16:00' -> ({0..4}, ((540, 720), (810, 960))): weekdays
+    (Monday = 0) and opening ranges in minutes of the day, Europe/Paris. Days are
+    optional (Monday to Friday). Raises ValueError saying what is wrong."""
+    text = text.strip()
+    days: set[int] = set(range(5))
+    head, _, rest = text.partition(" ")
+    if head[:3].lower() in _DAYS_FR and not _HOURS.match(text.split(",")[0].strip()):
+        days = set()
+        for part in head.lower().split(","):
+            first, _, last = part.partition("-")
+            if first[:3] not in _DAYS_FR or (last and last[:3] not in _DAYS_FR):
+                raise ValueError(f"unknown day in {head!r} (lun, mar, mer, jeu, ven, sam, dim)")
+            a = _DAYS_FR.index(first[:3])
+            b = _DAYS_FR.index(last[:3]) if last else a
+            days.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(b + 1)])
+        text = rest
+    ranges = []
+    for part in text.split(","):
+        m = _HOURS.match(part.strip())
+        if not m:
+            raise ValueError(f"{part.strip()!r} is not a range like 09:00-12:00")
+        h1, m1, h2, m2 = (int(g) for g in m.groups())
+        start, end = h1 * 60 + m1, h2 * 60 + m2
+        if not (m1 < 60 and m2 < 60 and 0 <= start < end <= 24 * 60):
+            raise ValueError(f"{part.strip()!r}: the range must go forward within one day")
+        ranges.append((start, end))
+    return frozenset(days), tuple(ranges)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class FollowupConfig(_Strict):
+    """Follow-up probes of an automatic target (issue 17; see followup.py): when a probe
+    sees slots or a release is announced, look again every `every_minutes` for
+    `for_minutes`, at most `per_host_hour` follow-ups per host and per hour, always
+    through the per-host gate. `followup: true` takes these defaults."""
+
+    every_minutes: int = Field(default=10, ge=5, le=60)
+    for_minutes: int = Field(default=60, ge=10, le=240)
+    per_host_hour: int = Field(default=6, ge=1, le=12)
 
 
 class TargetConfig(_Strict):
@@ -64,6 +109,22 @@ class TargetConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     source: str | None = None
     note: str | None = None
+    #: Hosts known to share one server (e.g. two names of one prefecture site) get one
+    #: politeness gate: one request in flight and the minimum delay across all of them.
+    host_group: str | None = Field(default=None, pattern=SLUG, max_length=60)
+    #: Follow-up probes after slots are seen (automatic platforms only).
+    followup: FollowupConfig | bool | None = None
+    #: The prefecture's opening hours, "lun-ven 09:00-12:00, 13:30-16:00" (days optional,
+    #: Monday to Friday by default): the dossier counts the attempts made while the
+    #: office was open. Never affects a measurement.
+    opening_hours: str | None = None
+
+    @field_validator("opening_hours")
+    @classmethod
+    def _opening_hours(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_opening_hours(value)  # raises ValueError with the reason
+        return value
 
     @field_validator("platform")
     @classmethod
@@ -120,10 +181,21 @@ class Target:
     interval_minutes: int
     site: str | None
     options: dict[str, Any]
+    host_group: str | None = None
+    followup: FollowupConfig | None = None
+    opening_hours: str | None = None
 
     @property
     def host(self) -> str:
         return urlsplit(self.url).netloc.lower()
+
+    @property
+    def gate_key(self) -> str:
+        """The politeness gate this target's host goes through (canonical host, or its
+        `host_group`); shards split targets by it."""
+        from observatoire.politeness import group_key, url_host_key
+
+        return group_key(self.host_group) if self.host_group else url_host_key(self.url)
 
     @property
     def config_hash(self) -> str:
@@ -304,12 +376,24 @@ def _cross_check(parsed: ConfigFile, doc: LocatedYaml, name: str) -> list[Config
                 )
             elif not spec.url_pattern.match(target.url):
                 add((*tpath, "url"), f"not a {target.platform} URL; expected {spec.url_hint}")
+            if target.followup and spec.captcha_first:
+                add(
+                    (*tpath, "followup"),
+                    "follow-ups are for automatic targets; a captcha-first target is "
+                    "observed by volunteers (see the calendar feed of announced releases)",
+                )
             try:
                 spec.options.model_validate(target.options)
             except ValidationError as exc:
                 for e in exc.errors():
                     add((*tpath, "options", *e["loc"]), _pydantic_message(e))
     return issues
+
+
+def _followup(value: FollowupConfig | bool | None) -> FollowupConfig | None:
+    if value is True:
+        return FollowupConfig()
+    return value or None
 
 
 def _resolve(parsed: ConfigFile, path: Path) -> Config:
@@ -328,6 +412,9 @@ def _resolve(parsed: ConfigFile, path: Path) -> Config:
             interval_minutes=t.interval_minutes or parsed.defaults.interval_minutes,
             site=t.site,
             options=PLATFORMS[t.platform].options.model_validate(t.options).model_dump(),
+            host_group=t.host_group,
+            followup=_followup(t.followup),
+            opening_hours=t.opening_hours,
         )
         for d in parsed.departments
         for t in d.targets

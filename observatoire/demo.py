@@ -145,7 +145,7 @@ def run_demo(
             nonlocal probes, requests, assisted
             # Loopback simulator: no politeness delay needed, but still one request
             # in flight per host (the simulator checks it).
-            policy = PolitePolicy(settings.user_agent, min_delay=0.0, timeout=10.0)
+            policy = PolitePolicy(settings.user_agent, min_delay=0.0, timeout=10.0, engine=engine)
             task = progress.add_task("sondages", total=len(rounds)) if progress else None
             browser = BrowserPool(settings.user_agent)
             services = AssistServices(engine, evidence, policy, browser, clock)
@@ -205,7 +205,7 @@ def run_demo(
         conduct = simulator.state.conduct.report()
 
     export_dir = out / "export"
-    export_all(engine, export_dir)
+    export_all(engine, export_dir, simulated=True)
     site_index = build_site(
         engine,
         out / "site",
@@ -216,6 +216,7 @@ def run_demo(
             user_agent=settings.user_agent,
             contact_url=settings.contact_url,
         ),
+        open_data=export_dir,
     )
     engine.dispose()
     return DemoReport(

@@ -16,8 +16,10 @@ from observatoire.browser import BrowserPool
 from observatoire.clock import PARIS
 
 
-def stamped_html(page: bytes, url: str, when: datetime) -> str:
-    """The saved page with the robot's stamp as the first element of its body."""
+def stamped_html(page: bytes, url: str, when: datetime, note: str = "") -> str:
+    """The saved page with the robot's stamp as the first element of its body. `note`
+    adds a line to the stamp (the dossier says there which attempts saw this very page),
+    so the picture carries its own caption wherever it is copied."""
     try:
         doc = lxml_html.document_fromstring(page.decode("utf-8", errors="replace"))
     except (ValueError, lxml_html.etree.ParserError):
@@ -36,6 +38,7 @@ def stamped_html(page: bytes, url: str, when: datetime) -> str:
     stamp.text = (
         f"Rendu par observatoire de la page enregistrée — {url}\n"
         f"Consultée le {when.astimezone(PARIS):%d/%m/%Y à %H:%M:%S} (heure de Paris)"
+        + (f"\n{note}" if note else "")
     )
     body.insert(0, stamp)
     for script in doc.xpath("//script"):
@@ -43,15 +46,24 @@ def stamped_html(page: bytes, url: str, when: datetime) -> str:
     return lxml_html.tostring(doc, encoding="unicode", doctype="<!DOCTYPE html>")
 
 
-async def render_png(pool: BrowserPool, page: bytes, url: str, when: datetime) -> bytes:
+async def render_png(
+    pool: BrowserPool,
+    page: bytes,
+    url: str,
+    when: datetime,
+    note: str = "",
+    width: int = 1280,
+) -> bytes:
+    """A full-page PNG of the saved page. The dossier asks for a narrower `width` than
+    a desktop window: printed across an A4 page, the text then stays legible."""
     browser = await pool.browser()
     context = await browser.new_context(
-        java_script_enabled=False, offline=True, viewport={"width": 1280, "height": 900}
+        java_script_enabled=False, offline=True, viewport={"width": width, "height": 900}
     )
     try:
         await context.route("**/*", lambda route: route.abort())
         tab = await context.new_page()
-        await tab.set_content(stamped_html(page, url, when), wait_until="domcontentloaded")
+        await tab.set_content(stamped_html(page, url, when, note), wait_until="domcontentloaded")
         return await tab.screenshot(full_page=True, type="png")
     finally:
         with contextlib.suppress(Exception):

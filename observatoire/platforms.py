@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -30,9 +30,23 @@ class RdvPrefectureOptions(_Options):
     pass
 
 
+#: The Val-de-Marne eAppointment no-slot alert, with the site's own typos
+#: (platforms.md §3). The text is sent by the server, so it differs between instances:
+#: a target on another instance lists its own in `no_slot_messages`.
+EAPPOINTMENT_NO_SLOT_DEFAULT = (
+    "Aucun rendez-vous n'est possible pour les motifs selectionnnés ou le créneau "
+    "horaire séléctionné.",
+)
+
+
 class EAppointmentOptions(_Options):
     postal_code: str | None = Field(default=None, pattern=r"^\d{5}$")
     motive: str | None = None
+    #: The instance's no-slot alert texts, compared exactly after folding spaces and
+    #: apostrophes — never fuzzily: a reworded alert must be read by a person first.
+    no_slot_messages: list[Annotated[str, Field(min_length=10)]] = Field(
+        default_factory=lambda: list(EAPPOINTMENT_NO_SLOT_DEFAULT), min_length=1
+    )
 
 
 class DemarchesSimplifieesOptions(_Options):

@@ -4,27 +4,132 @@ Adapters only parse (as Scrapy's spiders do); this layer alone identifies the ro
 serialises requests per host, keeps the minimum delay, honours Retry-After and follows
 redirects one polite hop at a time. Nothing here ever makes the robot go faster after
 an error.
+
+The gates are keyed by canonical host names (`canonical_host`): `LOCALHOST:80.`,
+`127.0.0.1` and `[::1]` are one server, so they are one gate. Given a database engine,
+each gate is also held in the `host_gates` table (see `leases.take_host`), so every
+robot process on that database (cron runs, daemons, shards, `assist`) honours one
+request in flight per host, the minimum delay and every Retry-After pause together.
+Those times are wall-clock: a virtual clock (demo, soak) never shortens them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import logging
+import random
+import secrets
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import certifi
 import httpx
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+log = logging.getLogger("observatoire.politeness")
 
 MAX_REDIRECTS = 8
 #: Longest Retry-After we accept to wait for inside a sweep; beyond, the probe is
 #: recorded as blocked (`host_paused`) and the host stays paused.
 MAX_INLINE_PAUSE_SECONDS = 120.0
 MAX_PAUSE_SECONDS = 6 * 3600.0
+
+
+#: The key every loopback name folds into (`localhost`, 127.x.x.x, ::1).
+LOOPBACK = "localhost"
+#: Ports that are "the" web server of a host, whatever the scheme: a site's http and
+#: https faces are one server, so they share a gate.
+DEFAULT_PORTS = frozenset({80, 443})
+#: How often a process waiting for a host held by another process looks again
+#: (seconds, drawn at random in this range so two waiters do not move in step).
+POLL_SECONDS = (0.02, 0.1)
+
+
+def _split_netloc(netloc: str) -> tuple[str, int | None]:
+    """(host, port) of `user:pw@host:port`, `[v6]:port`, `v6` or `host`."""
+    hostport = netloc.rpartition("@")[2].strip()
+    if hostport.startswith("["):
+        name, _, rest = hostport[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif hostport.count(":") == 1:
+        name, _, port_text = hostport.partition(":")
+    else:  # a bare IPv6 address (several colons) or a plain name
+        name, port_text = hostport, ""
+    port = int(port_text) if port_text.isdigit() else None
+    return name, port
+
+
+def _idna(name: str) -> str:
+    """ASCII (punycode) form of a host name, so `préfecture.fr` and its `xn--` spelling
+    are one host. An invalid name is kept as written (lower case): it will fail to
+    resolve anyway, and a key must never raise."""
+    if name.isascii():
+        return name
+    try:
+        import idna
+
+        return idna.encode(name, uts46=True).decode("ascii")
+    except Exception:
+        try:
+            return name.encode("idna").decode("ascii")
+        except UnicodeError:
+            return name
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` (and `*.localhost`), 127.0.0.0/8 and ::1, with or without a
+    port or brackets. Loopback hosts are the simulator: they may go faster than 1 s."""
+    name, _ = _split_netloc(host)
+    name = name.lower().rstrip(".")
+    if name == LOOPBACK or name.endswith("." + LOOPBACK):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def canonical_host(netloc: str) -> str:
+    """The gate key of a host: lower case, no trailing dot, IDNA, port 80/443 folded,
+    every loopback spelling folded into `localhost`; another port is kept
+    (`localhost:8001`), since the simulator serves each fake site on its own port.
+
+    Idempotent, so a key may be passed where a host is expected."""
+    name, port = _split_netloc(netloc)
+    name = _idna(name.lower().rstrip("."))
+    if is_loopback(name):
+        name = LOOPBACK
+    else:
+        try:
+            address = ipaddress.ip_address(name)
+        except ValueError:
+            pass
+        else:
+            name = f"[{address.compressed}]" if address.version == 6 else address.compressed
+    if port is None or port in DEFAULT_PORTS:
+        return name
+    return f"{name}:{port}"
+
+
+def url_host_key(url: str) -> str:
+    """`canonical_host` of a URL's host."""
+    return canonical_host(urlsplit(url).netloc)
+
+
+def group_key(group: str) -> str:
+    """Gate key of a `host_group` from the targets file (hosts known to share a server)."""
+    return f"group:{group}"
 
 
 _SSL_CONTEXT: ssl.SSLContext | None = None
@@ -56,6 +161,8 @@ class HostGate:
     requests: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
+    #: Seconds this process waited for other processes (database gate) on this host.
+    waited_for_others: float = 0.0
 
 
 class _SharedTransport(httpx.AsyncBaseTransport):
@@ -115,8 +222,30 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+class _Renewal:
+    """Calls `renew` every `period` seconds until cancelled (a timer, not a task: most
+    requests end long before the first renewal, and a timer costs next to nothing)."""
+
+    def __init__(self, period: float, renew: Any) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._period = period
+        self._renew = renew
+        self._handle = self._loop.call_later(period, self._fire)
+
+    def _fire(self) -> None:
+        self._renew()
+        self._handle = self._loop.call_later(self._period, self._fire)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
 class PolitePolicy:
-    """One per process: the gates it holds are shared by every probe and target."""
+    """One per process: the gates it holds are shared by every probe and target.
+
+    With `engine`, each gate is also taken in the database for every request, so other
+    processes on that database wait their turn too; without it (unit tests, `classify`)
+    the gates live in this process only."""
 
     def __init__(
         self,
@@ -126,6 +255,9 @@ class PolitePolicy:
         transport: httpx.AsyncBaseTransport | None = None,
         max_inline_pause: float = MAX_INLINE_PAUSE_SECONDS,
         max_pause: float = MAX_PAUSE_SECONDS,
+        *,
+        engine: Engine | None = None,
+        lease_margin: float = 5.0,
     ) -> None:
         self.user_agent = user_agent
         self.min_delay = min_delay
@@ -136,35 +268,76 @@ class PolitePolicy:
         self._transport = _SharedTransport(transport or _PerHostTransport())
         self._inner = transport
         self.gates: dict[str, HostGate] = {}
+        #: canonical host -> group key, from the targets' `host_group`.
+        self.groups: dict[str, str] = {}
+        self.engine = engine
+        #: Unique per policy (two policies in one process are two robots to each other).
+        from observatoire.leases import holder_id
+
+        self.holder = f"{holder_id()}/{secrets.token_hex(3)}"
+        #: How long a database hold lasts unless renewed: a process killed mid-request
+        #: frees the host after this (a read timeout and a margin, so the request it
+        #: abandoned has been given up on by any polite client by then).
+        self.lease = timedelta(seconds=self.read_timeout + lease_margin)
+        self._background: set[asyncio.Future[Any]] = set()
+        self._executor: ThreadPoolExecutor | None = None
 
     @property
     def read_timeout(self) -> float:
         """Seconds one answer may take: httpx's read timeout, and the browser's too."""
         return self.timeout.read or 30.0
 
+    def join_groups(self, targets: Iterable[Any]) -> None:
+        """Hosts of targets sharing a `host_group` get one gate (the group's)."""
+        for target in targets:
+            group = getattr(target, "host_group", None)
+            if group:
+                self.groups[url_host_key(target.url)] = group_key(group)
+
+    def key(self, host: str) -> str:
+        """Gate key of a host as written in a URL (or of a key: idempotent)."""
+        if host.startswith("group:"):
+            return host
+        canonical = canonical_host(host)
+        return self.groups.get(canonical, canonical)
+
     def gate(self, host: str) -> HostGate:
-        gate = self.gates.get(host)
+        key = self.key(host)
+        gate = self.gates.get(key)
         if gate is None:
-            gate = self.gates[host] = HostGate()
+            gate = self.gates[key] = HostGate()
         return gate
 
     def session(self) -> HttpSession:
         return HttpSession(self)
 
     async def aclose(self) -> None:
+        if self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
         await self._transport.inner.aclose()
 
     @contextlib.asynccontextmanager
     async def hold(self, host: str) -> AsyncIterator[HostGate]:
         """Wait for the host's turn (one in flight, minimum delay, Retry-After) and hold it
-        for the duration of one request. Used by httpx and by the browser's router."""
-        gate = self.gate(host)
+        for the duration of one request. Used by httpx and by the browser's router.
+
+        Call `note_response`/`note_failure` inside the hold: the pause they set is then
+        written with the release, before any other process can take the host."""
+        key = self.key(host)
+        gate = self.gate(key)
         async with gate.lock:
             wait = gate.next_allowed - time.monotonic()
             if wait > self.max_inline_pause:
-                raise HostPaused(host, wait)
+                raise HostPaused(key, wait)
             if wait > 0:
                 await asyncio.sleep(wait)
+            keeper: _Renewal | None = None
+            if self.engine is not None:
+                await self._take(key, gate)
+                keeper = self._keep_alive(key)
             gate.in_flight += 1
             gate.max_in_flight = max(gate.max_in_flight, gate.in_flight)
             gate.requests += 1
@@ -174,9 +347,99 @@ class PolitePolicy:
                 gate.in_flight -= 1
                 # The delay counts from the end of a request, errors included.
                 gate.next_allowed = max(gate.next_allowed, time.monotonic() + self.min_delay)
+                if keeper is not None:
+                    keeper.cancel()
+                if self.engine is not None:
+                    await self._release(key, gate)
+
+    async def _take(self, key: str, gate: HostGate) -> None:
+        """Take the host in the database, waiting for other processes' requests, their
+        minimum delay and their Retry-After pauses."""
+
+        assert self.engine is not None
+        started = time.monotonic()
+        while True:
+            state = await self._db(self._take_now, key)
+            now = datetime.now(UTC)
+            if state.taken:
+                gate.waited_for_others += time.monotonic() - started
+                return
+            wait = 0.0
+            if state.next_allowed_at is not None:
+                wait = (state.next_allowed_at - now).total_seconds()
+            if wait > self.max_inline_pause:
+                # Remember it here too: this process's other probes fail fast.
+                gate.next_allowed = max(gate.next_allowed, time.monotonic() + wait)
+                raise HostPaused(key, wait)
+            busy = state.holder is not None and (state.held_until or now) > now
+            if busy:  # another process's request: look again soon
+                pause = max(wait, random.uniform(*POLL_SECONDS))
+            else:  # free, but its minimum delay or a pause runs until next_allowed_at
+                pause = max(wait, 0.0) + random.uniform(0.0, 0.01)
+            await asyncio.sleep(pause)
+
+    def _take_now(self, key: str) -> Any:
+        """take_host with the time read when the statement runs, not when it was queued."""
+        from observatoire.leases import take_host
+
+        assert self.engine is not None
+        return take_host(self.engine, key, self.holder, datetime.now(UTC), self.lease)
+
+    def _keep_alive(self, key: str) -> _Renewal:
+        """Renew the database hold while a long request is still running, so a slow but
+        live request is never overtaken; a dead process stops renewing."""
+        from observatoire.leases import extend_host
+
+        def renew() -> None:
+            until = datetime.now(UTC) + self.lease
+            self._spawn(self._db(extend_host, self.engine, key, self.holder, until))
+
+        return _Renewal(self.lease.total_seconds() / 3, renew)
+
+    def _wall(self, monotonic_at: float) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=monotonic_at - time.monotonic())
+
+    async def _release(self, key: str, gate: HostGate) -> None:
+        from observatoire.leases import release_host
+
+        until = self._wall(gate.next_allowed)
+        try:
+            # Shielded: a probe cancelled mid-request still frees the host at once.
+            await asyncio.shield(self._db(release_host, self.engine, key, self.holder, until))
+        except Exception as exc:  # the lease expires on its own; never hide the request's error
+            log.warning("could not release host %s in the database: %s", key, exc)
+
+    def _db(self, func: Any, *args: Any) -> asyncio.Future[Any]:
+        """Run a gate statement off the event loop, on this policy's own threads: one
+        on SQLite (its writers queue anyway, and threads of one process racing for the
+        write lock would only sleep in SQLite's busy handler), a few on PostgreSQL."""
+        if self._executor is None:
+            assert self.engine is not None
+            workers = 1 if self.engine.dialect.name == "sqlite" else 4
+            self._executor = ThreadPoolExecutor(workers, thread_name_prefix="host-gates")
+        return asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+    def _spawn(self, awaitable: Any) -> None:
+        future = asyncio.ensure_future(awaitable)
+        self._background.add(future)
+        future.add_done_callback(self._background.discard)
+
+    def _push(self, key: str, gate: HostGate) -> None:
+        """A pause noted outside a hold goes to the database at once."""
+        if self.engine is None or gate.in_flight:
+            return  # in a hold: the release writes it
+        from observatoire.leases import push_host
+
+        until = self._wall(gate.next_allowed)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            push_host(self.engine, key, until)
+        else:
+            self._spawn(self._db(push_host, self.engine, key, until))
 
     def note_response(self, host: str, status: int, retry_after: str | None) -> None:
-        """A 429/503 with Retry-After pauses the whole host, for every probe."""
+        """A 429/503 with Retry-After pauses the whole host, for every probe and process."""
         if status not in (429, 503) or not retry_after:
             return
         pause = parse_retry_after(retry_after)
@@ -185,6 +448,7 @@ class PolitePolicy:
             gate.next_allowed = max(
                 gate.next_allowed, time.monotonic() + min(pause, self.max_pause)
             )
+            self._push(self.key(host), gate)
 
     def note_failure(self, host: str) -> None:
         """After a timeout or a broken connection the site may still be working on the
@@ -193,17 +457,18 @@ class PolitePolicy:
         gate = self.gate(host)
         backoff = min(max(self.min_delay, self.timeout.read or 0.0), self.max_pause)
         gate.next_allowed = max(gate.next_allowed, time.monotonic() + backoff)
+        self._push(self.key(host), gate)
 
     async def send(self, client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
-        host = request.url.netloc.decode("ascii").lower()
-        try:
-            async with self.hold(host):
+        host = request.url.netloc.decode("ascii")
+        async with self.hold(host):
+            try:
                 response = await client.send(request)
                 await response.aread()
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError):
-            self.note_failure(host)
-            raise
-        self.note_response(host, response.status_code, response.headers.get("retry-after"))
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError):
+                self.note_failure(host)
+                raise
+            self.note_response(host, response.status_code, response.headers.get("retry-after"))
         return response
 
 

@@ -66,12 +66,13 @@ def record_probe(
     values = {c: 0 for c in COUNT_COLUMNS}
     values[outcome.value] = 1
     values["assisted"] = 1 if mode == "assisted" else 0
+    values["manual"] = 1 if mode == "manual" else 0
     table = ProbeDay.__table__
     stmt = make(table).values(target_id=target_id, day=day, **values)
     session.execute(
         stmt.on_conflict_do_update(
             index_elements=["target_id", "day"],
-            set_={c: table.c[c] + stmt.excluded[c] for c in [*COUNT_COLUMNS, "assisted"]},
+            set_={c: table.c[c] + stmt.excluded[c] for c in [*COUNT_COLUMNS, "assisted", "manual"]},
         )
     )
     classified = cimade_class(outcome, started, first, second)
@@ -125,7 +126,7 @@ def rebuild(engine: Engine) -> dict[str, int]:
         for model in (ProbeDay, ProbeLead, Episode):
             conn.execute(delete(model))
         if span is not None:
-            counts = ", ".join([*COUNT_COLUMNS, "assisted"])
+            counts = ", ".join([*COUNT_COLUMNS, "assisted", "manual"])
             days = stats.paris_days(*span)
             for start in range(0, len(days), 366):
                 sql, params = stats.daily_counts_sql(days[start : start + 366])

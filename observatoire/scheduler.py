@@ -1,13 +1,17 @@
 """`observatoire run`: the probe daemon. APScheduler 3 (asyncio), one job per enabled
 target with its own cadence and jitter, `max_instances=1`, `coalesce`, an explicit
 misfire grace; one polite HTTP layer and one browser shared by every job, so politeness
-holds across all targets of a host. SIGTERM/SIGINT finish the probes in flight, then
-exit 0; SIGHUP reloads the targets file without losing anything.
+holds across all targets of a host. SIGTERM/SIGINT finish the probes in flight (within
+`stop_grace`) and store them, then exit 0; a probe still running after the grace is
+stopped and stored as `error/interrupted`. SIGHUP reloads the targets file without losing
+anything. A storage failure (read-only or full data folder, database) stops the daemon
+with exit 2: it never sends requests whose results it cannot keep.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import signal
@@ -23,10 +27,11 @@ from observatoire.clock import SystemClock
 from observatoire.config import Target, load_config
 from observatoire.db import make_engine, require_migrated
 from observatoire.evidence import EvidenceStore
-from observatoire.leases import release_stale
+from observatoire.followup import FollowupPlanner
+from observatoire.leases import holder_id, release_stale
 from observatoire.politeness import PolitePolicy
-from observatoire.settings import Settings
-from observatoire.store import sync_targets
+from observatoire.settings import Settings, check_conduct
+from observatoire.store import StorageError, check_writable, recover_interrupted, sync_targets
 from observatoire.sweep import run_sweep, split_probeable
 
 log = logging.getLogger("observatoire.daemon")
@@ -43,9 +48,11 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def in_shard(target_id: str, shard: tuple[int, int]) -> bool:
-    """Stable partition of targets: every target belongs to exactly one shard."""
-    digest = hashlib.sha256(target_id.encode()).digest()
+def in_shard(key: str, shard: tuple[int, int]) -> bool:
+    """Stable partition: every key belongs to exactly one shard. Targets are sharded by
+    their gate key (canonical host or host_group), so one host is never probed by two
+    shards."""
+    digest = hashlib.sha256(key.encode()).digest()
     return int.from_bytes(digest[:8], "big") % shard[1] == shard[0]
 
 
@@ -63,8 +70,12 @@ class Daemon:
     simulator_url: str | None = None
     #: Testing and demos only: every target's cadence, in seconds.
     interval_override: float | None = None
+    #: Seconds the probes in flight get to finish after SIGTERM (below the 2 minutes of
+    #: docker compose's stop_grace_period and systemd's TimeoutStopSec).
+    stop_grace: float = 100.0
     _scheduled: dict[str, datetime] = field(default_factory=dict)
     _running: set[asyncio.Task[None]] = field(default_factory=set)
+    _storage_error: str | None = None
 
     def targets(self) -> list[Target]:
         config = load_config(self.config_path, simulator_url=self.simulator_url)
@@ -72,7 +83,9 @@ class Daemon:
         probeable, skipped = split_probeable(config.targets)
         for target_id, why in skipped.items():
             log.info("not scheduled: %s (%s)", target_id, why)
-        return [t for t in probeable if in_shard(t.id, self.shard)]
+        # A reload must not bring a real host under a loopback-only delay or no contact.
+        check_conduct(self.settings, (t.host for t in probeable))
+        return [t for t in probeable if in_shard(t.gate_key, self.shard)]
 
     async def run(self) -> int:
         engine = make_engine(self.settings.database_url)
@@ -80,12 +93,30 @@ class Daemon:
         stale = release_stale(engine)
         if stale:
             log.info("released %d lease(s) left by dead processes", stale)
+        holder = holder_id()
+        evidence = EvidenceStore(self.settings.evidence_dir)
+        try:
+            check_writable(engine, evidence)
+        except StorageError as exc:
+            log.error("not starting: %s", exc)
+            engine.dispose()
+            return 2
+        interrupted = recover_interrupted(engine, datetime.now(UTC))
+        if interrupted:
+            log.warning(
+                "%d probe(s) interrupted by a previous stop, stored as error/interrupted; "
+                "probing their targets first: %s",
+                len(interrupted),
+                ", ".join(interrupted),
+            )
         clock = SystemClock()
         policy = PolitePolicy(
-            self.settings.user_agent, self.settings.min_delay_seconds, self.settings.timeout_seconds
+            self.settings.user_agent,
+            self.settings.min_delay_seconds,
+            self.settings.timeout_seconds,
+            engine=engine,  # the per-host gate is shared with every process on the database
         )
         browser = BrowserPool(self.settings.user_agent)
-        evidence = EvidenceStore(self.settings.evidence_dir)
         scheduler = AsyncIOScheduler(timezone=UTC)
         stop = asyncio.Event()
         reload = asyncio.Event()
@@ -95,11 +126,11 @@ class Daemon:
 
         scheduler.add_listener(submitted, EVENT_JOB_SUBMITTED)
 
-        async def probe(target: Target) -> None:
-            scheduled = self._scheduled.get(target.id)
-            task = asyncio.current_task()
-            assert task is not None
-            self._running.add(task)  # type: ignore[arg-type]
+        planner = FollowupPlanner()
+
+        async def sweep_one(target: Target, followup_at: datetime | None = None) -> None:
+            followup = followup_at is not None
+            scheduled = followup_at if followup else self._scheduled.get(target.id)
             try:
                 report = await run_sweep(
                     [target],
@@ -110,15 +141,39 @@ class Daemon:
                     retry_base=self.settings.retry_base_seconds,
                     scheduled_at=scheduled,
                     browser=browser,
+                    holder=holder,
+                    stop=stop,
+                    followup=followup,
+                    on_probe=lambda t, r: planner.observe(t, r, clock.now(), followup=followup),
                 )
-                log.info("probed %s: %s", target.id, dict(report.outcomes) or report.skipped)
+                log.info(
+                    "probed %s%s: %s",
+                    target.id,
+                    " (follow-up)" if followup else "",
+                    dict(report.outcomes) or report.skipped,
+                )
+            except StorageError as exc:  # nothing more can be kept: stop probing
+                self._storage_error = str(exc)
+                log.error("stopping: %s", exc)
+                stop.set()
             except Exception:  # a bug must not kill the daemon; the job runs again
                 log.exception("probe of %s failed", target.id)
-            finally:
-                self._running.discard(task)  # type: ignore[arg-type]
+
+        async def probe(target: Target) -> None:
+            # The sweep runs in a task of its own, shielded from the scheduler's executor
+            # (which cancels its jobs at shutdown): a probe in flight finishes and is
+            # stored; only the stop grace running out cancels it.
+            if stop.is_set():
+                return
+            task = asyncio.ensure_future(sweep_one(target))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(task)
 
         def schedule_all() -> int:
             targets = self.targets()
+            policy.join_groups(self.all_targets)
             sync_targets(engine, self.all_targets, clock.now())
             wanted = {t.id for t in targets}
             for job in scheduler.get_jobs():
@@ -130,7 +185,12 @@ class Daemon:
                 trigger = IntervalTrigger(
                     seconds=seconds, jitter=min(seconds * 0.1, 300), timezone=UTC
                 )
-                start = now + timedelta(seconds=first_delay(t.id, seconds))
+                # An interrupted target is probed at once, before the others (see
+                # below); its job then keeps its cadence from there.
+                delay = seconds if t.id in first else first_delay(t.id, seconds)
+                start = now + timedelta(seconds=delay)
+                if t.id in first:
+                    redo.append(t)
                 scheduler.add_job(
                     probe,
                     trigger,
@@ -143,16 +203,40 @@ class Daemon:
                     misfire_grace_time=max(1, int(seconds / 2)),
                     next_run_time=start,
                 )
+            first.clear()
             return len(targets)
 
+        async def followups() -> None:
+            # Follow-up probes (followup.py): checked every 20 s, each one an ordinary
+            # sweep of one target through the per-host gate, within the host's budget.
+            while not stop.is_set():
+                for target, when in planner.due(clock.now()):
+                    task = asyncio.ensure_future(sweep_one(target, when))
+                    self._running.add(task)
+                    task.add_done_callback(self._running.discard)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 20.0)
+
+        # Targets whose probe was interrupted are probed first, one sweep before any
+        # other job starts: alone on their host, the long probes a kill cut short (the
+        # calendar walks that slots cause) get their turn back.
+        first = set(interrupted)
+        redo: list[Target] = []
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reload.set)
         count = schedule_all()
-        scheduler.start()
+        scheduler.start(paused=bool(redo))
+        follower = asyncio.ensure_future(followups())
         log.info("daemon started: %d targets (shard %d/%d)", count, *self.shard)
         try:
+            if redo:
+                task = asyncio.ensure_future(self._sweep_first(redo, sweep_one))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+                await asyncio.shield(task)
+                scheduler.resume()
             while not stop.is_set():
                 waiter = asyncio.ensure_future(reload.wait())
                 stopper = asyncio.ensure_future(stop.wait())
@@ -166,12 +250,53 @@ class Daemon:
                     except Exception as exc:  # a bad file keeps the running schedule
                         log.error("reload refused, keeping the current targets: %s", exc)
         finally:
+            stop.set()
+            scheduler.pause()  # no new job; the running ones go on
+            await follower
+            code = await self._finish_in_flight(engine, holder)
             scheduler.shutdown(wait=False)
-            if self._running:
-                log.info("finishing %d probe(s) in flight", len(self._running))
-                await asyncio.gather(*list(self._running), return_exceptions=True)
             await policy.aclose()
             await browser.close()
             engine.dispose()
+        if self._storage_error:
+            log.error("daemon stopped: %s", self._storage_error)
+            return 2
         log.info("daemon stopped")
+        return code
+
+    @staticmethod
+    async def _sweep_first(targets: list[Target], sweep_one) -> None:  # type: ignore[no-untyped-def]
+        """The interrupted targets, each host's one after another, hosts concurrently."""
+        by_host: dict[str, list[Target]] = {}
+        for t in targets:
+            by_host.setdefault(t.gate_key, []).append(t)
+
+        async def host(ts: list[Target]) -> None:
+            for t in ts:
+                await sweep_one(t)
+
+        await asyncio.gather(*(host(ts) for ts in by_host.values()))
+
+    async def _finish_in_flight(self, engine, holder: str) -> int:  # type: ignore[no-untyped-def]
+        """Let the probes in flight finish and be stored, within the grace; stop the
+        rest and store them as `error/interrupted` (with this process's attempts left
+        behind), so everything started is stored or counted. 0, or 1 if not."""
+        running = list(self._running)
+        if running:
+            log.info("finishing %d probe(s) in flight", len(running))
+            _, late = await asyncio.wait(running, timeout=self.stop_grace)
+            if late:
+                log.warning(
+                    "%d probe(s) still running after %.0f s: stopped", len(late), self.stop_grace
+                )
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
+        try:
+            counted = recover_interrupted(engine, datetime.now(UTC), holder=holder)
+        except Exception:  # noqa: BLE001 - the exit code says it
+            log.exception("could not record the interrupted probes")
+            return 1
+        if counted:
+            log.warning("stored %d interrupted probe(s): %s", len(counted), ", ".join(counted))
         return 0

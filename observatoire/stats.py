@@ -11,12 +11,28 @@ methodology page (`docs/methodology.md`):
 
 - valid probes: `available`, `no_slot`, `procedure_missing`, `form_open`;
 - no way to book: `no_slot` + `procedure_missing`; its share among valid probes comes
-  with a 95 % Wilson score interval and a small-sample flag (< 30 valid probes);
+  with a 95 % Wilson score interval (`share_low`/`share_high`, naive: it treats every
+  probe as independent) and a small-sample flag (< 30 valid probes). Consecutive probes
+  of one page are not independent, so every row also carries a clustered interval
+  (`share_low_cluster`/`share_high_cluster`): a seeded Bayesian bootstrap that resamples
+  whole booking pages (targets) when the row has at least 5 of them, and whole days
+  otherwise (`cluster_unit`, `clusters`). The seed comes from the month and the pages of
+  the row, so one page's row and its one-page department give the same bounds, build
+  after build;
+- the national rows add the unweighted mean and median of the departments' shares
+  beside the pooled share (one department, one vote), and every row says how many
+  departments and pages it rests on (`departments_observed`, `targets_observed`);
 - `blocked`, `error`, `unrecognized` are coverage, published beside the figures and
   never folded into them;
 - assisted probes (a volunteer answered the captcha) count in every figure like any
   probe, but not in coverage: their cadence is the volunteers'. They are counted apart
   (`probes_assisted`), and captcha-first targets expect no automatic probe;
+- unreliable: a target-month whose `unrecognized` probes exceed 10 % of all its probes
+  (every outcome, automatic and assisted: unrecognized / probes > 0.10). An unrecognized
+  page is not neutral: when slot pages go unrecognized, "valid" keeps only the no-slot
+  pages and the share with no way to book climbs (a test site read 100 % for 50 %).
+  Every row carries its own unrecognized share and flag, its target-months
+  (`target_months`) and how many of them are unreliable (`unreliable_target_months`);
 - a day with no slot at all: a day with valid probes, none of which found a way to book;
 - lead time: days from the probe to the first slot offered (`available` probes);
 - an episode: a run of valid probes of one target finding no way to book, from the first
@@ -25,9 +41,11 @@ methodology page (`docs/methodology.md`):
 
 from __future__ import annotations
 
+import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -52,6 +70,15 @@ LEVELS: dict[str, list[str]] = {
     "national": [],
 }
 SMALL_SAMPLE = 30
+#: Version of the method behind the published figures (cited with every figure). 2: the
+#: clustered interval, the scope of each figure and the month status were added.
+METHOD_VERSION = "2"
+#: Bayesian bootstrap draws for the clustered interval, and the fewest pages a row needs
+#: for pages to be the resampled unit (below, days are).
+BOOTSTRAP_DRAWS = 1000
+MIN_TARGET_CLUSTERS = 5
+#: A target-month is unreliable when unrecognized / probes exceeds this (strictly).
+UNRELIABLE_SHARE = Fraction(1, 10)
 #: La Cimade's published classes, in its order.
 CIMADE_CLASSES = {
     "two_dates_within_month": "au moins deux dates sur un mois",
@@ -144,6 +171,16 @@ def _days_between(engine: Engine, later: str, earlier: str) -> str:
     return f"(EXTRACT(EPOCH FROM ({later} - {earlier})) / 86400.0)"
 
 
+def counted_sql(alias: str = "") -> str:
+    """The probes that may enter the figures: all but the captures of an applicant who
+    has not opted in (issue 21: those serve only their own dossier)."""
+    column = f"{alias}.contributor_id" if alias else "contributor_id"
+    return (
+        f"({column} IS NULL OR {column} IN (SELECT id FROM contributors "
+        "WHERE role = 'volunteer' OR opted_in))"
+    )
+
+
 def daily_counts_sql(chunk: list[Span]) -> tuple[str, list]:  # type: ignore[type-arg]
     """SELECT target_id, day, <outcome counts>, assisted over raw probes, for these days."""
     cte, params = _spans_cte("d", chunk)
@@ -152,10 +189,12 @@ def daily_counts_sql(chunk: list[Span]) -> tuple[str, list]:  # type: ignore[typ
             f"SUM(CASE WHEN p.outcome = '{o}' THEN 1 ELSE 0 END) AS {o}" for o in OUTCOME_COLUMNS
         )
         + ", SUM(CASE WHEN p.mode = 'assisted' THEN 1 ELSE 0 END) AS assisted"
+        + ", SUM(CASE WHEN p.mode = 'manual' THEN 1 ELSE 0 END) AS manual"
     )
     return (
         f"WITH {cte} SELECT p.target_id AS target_id, d.label AS day, {sums} "
         "FROM d JOIN probes p ON p.started_at >= d.s AND p.started_at < d.e "
+        f"WHERE {counted_sql('p')} "
         "GROUP BY d.label, p.target_id",
         params,
     )
@@ -174,8 +213,8 @@ def lead_histogram_sql(engine: Engine, months: list[Span]) -> tuple[str, list]: 
         "ELSE 'first_date_beyond_2_months' END AS cimade, "
         f"CASE WHEN p.first_slot_at IS NULL THEN NULL ELSE CAST(FLOOR({first}) AS INTEGER) END "
         "AS lead_days FROM m JOIN probes p ON p.started_at >= m.s AND p.started_at < m.e "
-        "WHERE p.outcome IN ('no_slot', 'procedure_missing') OR "
-        "(p.outcome = 'available' AND p.first_slot_at IS NOT NULL)) "
+        f"WHERE {counted_sql('p')} AND (p.outcome IN ('no_slot', 'procedure_missing') OR "
+        "(p.outcome = 'available' AND p.first_slot_at IS NOT NULL))) "
         "SELECT target_id, month, cimade, lead_days, COUNT(*) AS probes FROM c "
         "GROUP BY target_id, month, cimade, lead_days"
     )
@@ -187,7 +226,7 @@ _OPENED = ", ".join(f"'{o}'" for o in VALID_COLUMNS if o not in NO_WAY_COLUMNS)
 #: Runs of valid probes finding no way to book, per target, from raw probes.
 EPISODES_SQL = (
     f"WITH v AS (SELECT target_id, started_at, CASE WHEN outcome IN ({_OPENED}) THEN 1 "
-    f"ELSE 0 END AS opened FROM probes WHERE outcome IN ({_VALID})), "
+    f"ELSE 0 END AS opened FROM probes WHERE outcome IN ({_VALID}) AND {counted_sql()}), "
     "g AS (SELECT target_id, started_at, opened, SUM(opened) OVER (PARTITION BY target_id "
     "ORDER BY started_at ROWS UNBOUNDED PRECEDING) AS run FROM v), "
     "closed AS (SELECT target_id, run, MIN(started_at) AS start, MAX(started_at) AS last, "
@@ -206,17 +245,18 @@ def episodes(engine: Engine, now: datetime | None = None) -> pd.DataFrame:
     sql = text(
         "SELECT target_id, start_at AS start, last_at AS last, end_at, probes FROM episodes "
         "ORDER BY target_id, start_at"
-    ).columns(start=UTCDateTime(), last=UTCDateTime(), end_at=UTCDateTime())
+    )
     with engine.connect() as conn:
-        rows = conn.execute(sql).mappings().all()
+        rows = [tuple(r) for r in conn.execute(sql)]
     frame = pd.DataFrame(rows, columns=["target_id", "start", "last", "end_at", "probes"])
+    # Times converted column-wise (SQLite gives naive-UTC text, PostgreSQL aware values):
+    # a site build reads every episode, and one conversion per value was its slowest step.
+    for col in ("start", "last", "end_at"):
+        frame[col] = pd.to_datetime(frame[col], utc=True, format="mixed")
     now = now or datetime.now(UTC)
     frame["ongoing"] = frame["end_at"].isna()
-    ends = [e if e is not None and not pd.isna(e) else now for e in frame["end_at"]]
-    frame["duration_days"] = [
-        (end - start).total_seconds() / 86400
-        for start, end in zip(frame["start"], ends, strict=True)
-    ]
+    ends = frame["end_at"].fillna(pd.Timestamp(now))
+    frame["duration_days"] = (ends - frame["start"]).dt.total_seconds() / 86400
     return frame
 
 
@@ -283,6 +323,8 @@ class StatsInput:
     until: datetime
     engine: Engine | None = None
     _episodes: pd.DataFrame | None = None
+    #: Clustered intervals already drawn, by (month, unit, pages): shared by every level.
+    _bootstrap: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def episodes(self) -> pd.DataFrame:
@@ -303,18 +345,23 @@ class StatsInput:
         if span is None:
             empty = pd.DataFrame()
             return cls(targets, empty, empty, empty, [], until, engine)
-        columns = ["target_id", "day", *OUTCOME_COLUMNS, "assisted"]
+        columns = ["target_id", "day", *OUTCOME_COLUMNS, "assisted", "manual"]
         with engine.connect() as conn:
             daily = pd.DataFrame(
-                conn.execute(text(f"SELECT {', '.join(columns)} FROM probe_days")).mappings().all(),
+                # Plain tuples: pandas probes a Row by column name, an exception per cell.
+                [
+                    tuple(r)
+                    for r in conn.execute(text(f"SELECT {', '.join(columns)} FROM probe_days"))
+                ],
                 columns=columns,
             )
             leads = pd.DataFrame(
-                conn.execute(
-                    text("SELECT target_id, month, cimade, lead_days, probes FROM probe_leads")
-                )
-                .mappings()
-                .all(),
+                [
+                    tuple(r)
+                    for r in conn.execute(
+                        text("SELECT target_id, month, cimade, lead_days, probes FROM probe_leads")
+                    )
+                ],
                 columns=["target_id", "month", "cimade", "lead_days", "probes"],
             )
         leads["lead_days"] = leads["lead_days"].astype("float64").where(leads["lead_days"] >= 0)
@@ -341,6 +388,7 @@ def monthly_stats(
         "probes_expected",
         "probes",
         "probes_assisted",
+        "probes_manual",
         "coverage",
         *OUTCOME_COLUMNS,
         "valid",
@@ -349,6 +397,17 @@ def monthly_stats(
         "share_low",
         "share_high",
         "small_sample",
+        "share_low_cluster",
+        "share_high_cluster",
+        "cluster_unit",
+        "clusters",
+        "departments_observed",
+        "targets_observed",
+        *(["departments_mean_share", "departments_median_share"] if level == "national" else []),
+        "unrecognized_share",
+        "unreliable",
+        "target_months",
+        "unreliable_target_months",
         "days_observed",
         "days_without_slot",
         "lead_days_median",
@@ -363,9 +422,14 @@ def monthly_stats(
     daily["month"] = daily["day"].str.slice(0, 7)
     group = [*keys, "month"]
 
-    made = daily.groupby(group, dropna=False)[[*OUTCOME_COLUMNS, "assisted"]].sum().reset_index()
+    made = (
+        daily.groupby(group, dropna=False)[[*OUTCOME_COLUMNS, "assisted", "manual"]]
+        .sum()
+        .reset_index()
+    )
     made["probes"] = made[OUTCOME_COLUMNS].sum(axis=1)
     made["probes_assisted"] = made.pop("assisted").astype("int64")
+    made["probes_manual"] = made.pop("manual").astype("int64")
     made["valid"] = made[VALID_COLUMNS].sum(axis=1)
     made["no_way"] = made[NO_WAY_COLUMNS].sum(axis=1)
     intervals = [
@@ -377,6 +441,14 @@ def monthly_stats(
     made["share_low"] = [i[0] for i in intervals]
     made["share_high"] = [i[1] for i in intervals]
     made["small_sample"] = made["valid"] < SMALL_SAMPLE
+    made["unrecognized_share"] = made["unrecognized"] / made["probes"].where(made["probes"] > 0)
+    made["unreliable"] = [
+        unreliable_target_month(int(u), int(p))
+        for u, p in zip(made["unrecognized"], made["probes"], strict=True)
+    ]
+    made = made.merge(_unreliable_target_months(daily, group), on=group, how="left")
+    for col in ("target_months", "unreliable_target_months"):
+        made[col] = made[col].fillna(0).astype("int64")
 
     # Days: aggregate the targets of a group per day first.
     per_day = daily.groupby([*keys, "month", "day"], dropna=False)[VALID_COLUMNS].sum()
@@ -411,9 +483,13 @@ def monthly_stats(
     # Assisted probes count in every figure, but not in coverage: their cadence is the
     # volunteers', not the robot's (they are published beside it).
     out["coverage"] = [
-        (p - a) / e if e else math.nan
-        for p, a, e in zip(
-            out["probes"], out["probes_assisted"], out["expected"].fillna(0), strict=True
+        (p - a - m) / e if e else math.nan
+        for p, a, m, e in zip(
+            out["probes"],
+            out["probes_assisted"],
+            out["probes_manual"],
+            out["expected"].fillna(0),
+            strict=True,
         )
     ]
 
@@ -433,27 +509,145 @@ def monthly_stats(
     out["lead_days_p90"] = [
         quantiles.get(tuple(r), (math.nan, math.nan))[1] for r in out[group].itertuples(index=False)
     ]
-    classes = (
-        leads.pivot_table(
+    cimade_columns = [f"cimade_{c}" for c in CIMADE_CLASSES]
+    if not leads.empty:
+        classes = leads.pivot_table(
             index=group, columns="cimade", values="probes", aggfunc="sum", fill_value=0
-        )
-        if not leads.empty
-        else pd.DataFrame()
-    )
-    for c in CIMADE_CLASSES:
-        col = f"cimade_{c}"
-        if not classes.empty and c in classes.columns:
-            series = classes[c]
-            out[col] = [
-                int(series.get(tuple(r) if len(group) > 1 else r[0], 0))
-                for r in out[group].itertuples(index=False)
-            ]
-        else:
-            out[col] = 0
+        ).reindex(columns=list(CIMADE_CLASSES), fill_value=0)
+        classes.columns = cimade_columns
+        out = out.merge(classes.reset_index(), on=group, how="left")
+    for col in cimade_columns:
+        out[col] = out[col].fillna(0).astype("int64") if col in out else 0
 
     # Longest episode touching each month (clipped to it).
     out["longest_episode_days"] = _longest_episodes(data, meta, keys, out[group])
+
+    # Clustered interval and scope (pages and departments with a valid probe).
+    out = out.merge(_cluster_columns(daily, group, data._bootstrap), on=group, how="left")
+    for col in ("clusters", "departments_observed", "targets_observed"):
+        out[col] = out[col].fillna(0).astype("int64")
+    out["cluster_unit"] = out["cluster_unit"].fillna("")
+    if level == "national":
+        out = out.merge(_department_spread(daily), on="month", how="left")
     return out[columns].sort_values(group).reset_index(drop=True)
+
+
+def cluster_interval(
+    no_way: np.ndarray, valid: np.ndarray, key: str, draws: int = BOOTSTRAP_DRAWS
+) -> tuple[float, float]:
+    """95 % interval of sum(no_way) / sum(valid) that respects clustering: a Bayesian
+    bootstrap (Rubin, 1981) over clusters (pages or days), each draw weighting every
+    cluster by an Exp(1) variate, the bounds being the 2.5 and 97.5 percentiles of the
+    draws. Seeded by `key`, so the same row gives the same bounds on every build; with
+    fewer than 2 clusters nothing can be said about the spread between them (nan)."""
+    keep = valid > 0
+    no_way, valid = no_way[keep].astype(float), valid[keep].astype(float)
+    if len(valid) < 2:
+        return (math.nan, math.nan)
+    seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+    weights = np.random.default_rng(seed).standard_exponential(
+        (draws, len(valid)), dtype=np.float32
+    )
+    shares = (weights @ no_way.astype(np.float32)) / (weights @ valid.astype(np.float32))
+    # Order statistics (no interpolation): the 2.5th and 97.5th percentiles of the draws.
+    lo, hi = round(0.025 * (draws - 1)), round(0.975 * (draws - 1))
+    low, high = np.partition(shares, (lo, hi))[[lo, hi]]
+    return (float(low), float(high))
+
+
+def _slices(frame: pd.DataFrame, group: list[str]) -> tuple[pd.DataFrame, list[slice]]:
+    """`frame` sorted by `group`, and the slice of each group (numpy-fast iteration)."""
+    frame = frame.sort_values(group, kind="stable").reset_index(drop=True)
+    codes = frame.groupby(group, sort=False, dropna=False).ngroup().to_numpy()
+    cuts = [0, *(np.flatnonzero(np.diff(codes)) + 1).tolist(), len(frame)]
+    return frame, [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
+
+
+def _cluster_columns(
+    daily: pd.DataFrame, group: list[str], cache: dict[str, tuple[float, float]]
+) -> pd.DataFrame:
+    """Per group and month: the clustered bounds, the unit and number of clusters, and
+    the departments and pages with at least one valid probe."""
+    columns = [
+        *group,
+        "share_low_cluster",
+        "share_high_cluster",
+        "cluster_unit",
+        "clusters",
+        "departments_observed",
+        "targets_observed",
+    ]
+    d = daily[list(dict.fromkeys([*group, "target_id", "department", "day"]))].copy()
+    d["valid"] = daily[VALID_COLUMNS].sum(axis=1).to_numpy()
+    d["no_way"] = daily[NO_WAY_COLUMNS].sum(axis=1).to_numpy()
+    d = d[d["valid"] > 0]
+    if d.empty:
+        return pd.DataFrame(columns=columns)
+    d, parts = _slices(d, group)
+    target = d["target_id"].to_numpy()
+    dept = d["department"].to_numpy()
+    day = d["day"].to_numpy()
+    valid = d["valid"].to_numpy(dtype=float)
+    no_way = d["no_way"].to_numpy(dtype=float)
+    keys = d[group].to_numpy()
+    month_col = group.index("month")
+    rows = []
+    for part in parts:
+        pages, page_index = np.unique(target[part], return_inverse=True)
+        month = str(keys[part.start][month_col])
+        if len(pages) >= MIN_TARGET_CLUSTERS:
+            unit, index, n = "target", page_index, len(pages)
+        else:
+            days, index = np.unique(day[part], return_inverse=True)
+            unit, n = "day", len(days)
+        key = f"{month}|{unit}|{','.join(map(str, pages))}"
+        if key not in cache:
+            cache[key] = cluster_interval(
+                np.bincount(index, weights=no_way[part], minlength=n),
+                np.bincount(index, weights=valid[part], minlength=n),
+                key,
+            )
+        low, high = cache[key]
+        rows.append((*keys[part.start], low, high, unit, n, len(set(dept[part])), len(pages)))
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _department_spread(daily: pd.DataFrame) -> pd.DataFrame:
+    """Per month, the unweighted mean and median of the departments' shares with no way
+    to book (departments with a valid probe): beside the pooled national share, which
+    weighs a department by its number of probes."""
+    per = daily.groupby(["month", "department"])[[*VALID_COLUMNS]].sum()
+    valid = per[VALID_COLUMNS].sum(axis=1)
+    no_way = per[NO_WAY_COLUMNS].sum(axis=1)
+    share = (no_way / valid.where(valid > 0)).dropna().rename("share").reset_index()
+    spread = share.groupby("month")["share"].agg(["mean", "median"]).reset_index()
+    return spread.rename(
+        columns={"mean": "departments_mean_share", "median": "departments_median_share"}
+    )
+
+
+def unreliable_target_month(unrecognized: int, probes: int) -> bool:
+    """The rule, in exact arithmetic (no float rounding at the 10 % boundary):
+    unrecognized / probes > 10 %."""
+    return probes > 0 and Fraction(unrecognized, probes) > UNRELIABLE_SHARE
+
+
+def _unreliable_target_months(daily: pd.DataFrame, group: list[str]) -> pd.DataFrame:
+    """Per group and month, its target-months (targets with a probe in the month) and how
+    many of them are unreliable: the rule is applied per target and month first, then
+    counted (a department whose overall share
+    is low can still include one target whose pages went unrecognized)."""
+    keys = list(dict.fromkeys(["target_id", *group]))  # the target level has it already
+    per = daily.groupby(keys, dropna=False)[OUTCOME_COLUMNS].sum()
+    probes = per.sum(axis=1)
+    per["flag"] = [
+        unreliable_target_month(int(u), int(p))
+        for u, p in zip(per["unrecognized"], probes, strict=True)
+    ]
+    counted = per.groupby(group, dropna=False)["flag"].agg(["size", "sum"]).astype("int64")
+    return counted.rename(
+        columns={"size": "target_months", "sum": "unreliable_target_months"}
+    ).reset_index()
 
 
 def _longest_episodes(
@@ -502,3 +696,46 @@ def last_complete_month(now: datetime) -> str:
     first = date(local.year, local.month, 1)
     year, month = (first.year - 1, 12) if first.month == 1 else (first.year, first.month - 1)
     return f"{year:04d}-{month:02d}"
+
+
+@dataclass(frozen=True)
+class MonthPeriod:
+    """How much of a calendar month the observatory saw: a month is `running` until it
+    ends (no report, no feed entry before), `partial` when observation began after its
+    first day or stopped before its last (the figures then cover `days_covered` days)."""
+
+    label: str
+    days_in_month: int
+    days_covered: int
+    running: bool
+
+    @property
+    def partial(self) -> bool:
+        return self.running or self.days_covered < self.days_in_month
+
+    @property
+    def status(self) -> str:
+        if self.running:
+            return "en_cours"
+        return "partiel" if self.partial else "complet"
+
+
+def month_periods(
+    labels: list[str], first: datetime, last: datetime, now: datetime
+) -> dict[str, MonthPeriod]:
+    """For each month label: its days, the days between the first probe and the last one
+    (Europe/Paris calendar days, both ends included) and whether it is still running at
+    `now`."""
+    first_day = first.astimezone(PARIS).date()
+    last_day = min(last, now).astimezone(PARIS).date()
+    current = month_of(now)
+    periods = {}
+    for label in labels:
+        year, month = (int(x) for x in label.split("-"))
+        start = date(year, month, 1)
+        nxt = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
+        days = (nxt - start).days
+        lo, hi = max(start, first_day), min(nxt - timedelta(days=1), last_day)
+        covered = max(0, (hi - lo).days + 1)
+        periods[label] = MonthPeriod(label, days, covered, label >= current)
+    return periods

@@ -1,21 +1,36 @@
-"""Writing targets and probes. One transaction per probe: a crash loses at most the
-probe in flight, never a completed one, and never leaves half a row."""
+"""Writing targets and probes. One transaction per probe: a crash never loses a
+completed probe and never leaves half a row.
+
+A probe in flight is not lost silently either: `start_attempt` writes a `probe_attempts`
+row before the probe's first request, and `save_probe` deletes it in the transaction
+that stores the probe. A row left behind by a dead process (kill -9, power cut, a full
+disk) becomes an `error` probe with detail `interrupted` on the next start
+(`recover_interrupted`), so coverage counts the loss. Losing them silently biased the
+figures: the probes in flight are the longest ones, the legacy probes that walk a
+calendar because slots exist.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from observatoire import __version__
 from observatoire.config import Target
-from observatoire.db.models import Probe, TargetRow
+from observatoire.db.models import Lease, Probe, ProbeAttempt, TargetRow
 from observatoire.evidence import EvidenceStore
-from observatoire.outcomes import ProbeResult
+from observatoire.outcomes import Outcome, ProbeResult
+from observatoire.releases import record_releases
 from observatoire.rollups import record_probe
 
 
@@ -79,13 +94,175 @@ class ProbeRecord:
     mode: str = "auto"
     #: Assisted probes only: the volunteer's pseudonym.
     volunteer: str | None = None
+    #: The `probe_attempts` row written when the probe started (see `start_attempt`),
+    #: deleted in the transaction that stores the probe.
+    attempt_id: int | None = None
+    #: A follow-up probe (an extra look after slots were seen or a release announced):
+    #: stored and marked, but kept out of the rollups so regular figures stay unbiased.
+    followup: bool = False
+
+
+class StorageError(RuntimeError):
+    """The robot cannot write its evidence or its database: it must stop probing (every
+    further request would be sent for nothing) and say which folder or database."""
+
+
+#: A probe takes seconds, minutes at worst: an attempt older than this, from a holder we
+#: cannot check (another machine), is taken as abandoned.
+ATTEMPT_LEASE = timedelta(hours=1)
+INTERRUPTED = "interrupted"
+_PROCESS_STARTED = datetime.now(UTC)
+
+
+def start_attempt(
+    engine: Engine,
+    target_id: str,
+    holder: str,
+    started_at: datetime,
+    adapter: str,
+    adapter_version: str,
+    scheduled_at: datetime | None = None,
+    mode: str = "auto",
+) -> int:
+    """Record that a probe starts, before its first request. Returns the row's id."""
+    row = ProbeAttempt(
+        target_id=target_id,
+        holder=holder,
+        scheduled_at=scheduled_at,
+        started_at=started_at,
+        adapter=adapter,
+        adapter_version=adapter_version,
+        mode=mode,
+    )
+    with Session(engine) as session, session.begin():
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def _holder_dead(holder: str, started_at: datetime, now: datetime, lease: timedelta) -> bool:
+    """Same machine: its process is gone. Another machine (or a pid we cannot read):
+    the attempt is older than a generous lease."""
+    name, _, pid = holder.rpartition(":")
+    if now - started_at > lease:
+        return True
+    if name != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        # Our own pid: ours if started since this process did, else a previous process
+        # that had the same pid (a container restarted: the daemon is pid 1 again).
+        return started_at < _PROCESS_STARTED
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def recover_interrupted(
+    engine: Engine,
+    now: datetime,
+    *,
+    holder: str | None = None,
+    lease: timedelta = ATTEMPT_LEASE,
+) -> list[str]:
+    """Turn unfinished attempts into `error/interrupted` probes (with the attempt's
+    start time, folded into the rollups like any probe) and return their target ids,
+    oldest first, so the caller probes those targets first.
+
+    Without `holder`: the attempts of dead holders (run at every start). With `holder`:
+    that holder's own attempts (a stopping process whose probes outlived the grace).
+    Each attempt is claimed by deleting its row in the transaction that inserts the
+    probe, so two processes starting together never count one attempt twice."""
+    with Session(engine) as session:
+        rows = session.scalars(select(ProbeAttempt).order_by(ProbeAttempt.started_at)).all()
+        candidates = [
+            (r.id, r.target_id, r.holder, r.started_at, r.scheduled_at, r.adapter)
+            + (r.adapter_version, r.mode)
+            for r in rows
+        ]
+    recovered: list[str] = []
+    for attempt_id, target_id, who, started, scheduled, adapter, version, mode in candidates:
+        if holder is not None and who != holder:
+            continue
+        if holder is None and not _holder_dead(who, started, now, lease):
+            continue
+        with Session(engine) as session, session.begin():
+            claimed = session.execute(delete(ProbeAttempt).where(ProbeAttempt.id == attempt_id))
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                continue  # another process recovered it first
+            session.add(
+                Probe(
+                    target_id=target_id,
+                    scheduled_at=scheduled,
+                    started_at=started,
+                    finished_at=max(started, min(now, started + lease)),
+                    outcome=Outcome.ERROR.value,
+                    detail=INTERRUPTED,
+                    requests_made=0,
+                    attempts=1,
+                    duration_ms=0,
+                    adapter=adapter,
+                    adapter_version=version,
+                    robot_version=__version__,
+                    mode=mode,
+                )
+            )
+            session.flush()
+            record_probe(session, target_id, started, Outcome.ERROR, None, None, mode)
+        recovered.append(target_id)
+    return list(dict.fromkeys(recovered))
+
+
+def check_writable(engine: Engine, evidence: EvidenceStore) -> None:
+    """A real write to the evidence folder and to the database, before the first
+    request: a read-only or full data folder must stop the robot with a clear message,
+    not let it send requests whose results cannot be kept."""
+    root = Path(evidence.root)
+    probe_file = root / f".write-check-{uuid.uuid4().hex}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with probe_file.open("wb") as fh:
+            fh.write(b"observatoire write check\n" * 64)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise StorageError(
+            f"cannot write the evidence folder {root}: {exc.strerror or exc}"
+        ) from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe_file.unlink(missing_ok=True)
+    key = f"write-check-{uuid.uuid4().hex}"
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                Lease.__table__.insert().values(
+                    target_id=key, holder="write-check", expires_at=datetime.now(UTC)
+                )
+            )
+        with engine.begin() as conn:
+            conn.execute(delete(Lease).where(Lease.target_id == key))
+    except SQLAlchemyError as exc:
+        raise StorageError(
+            f"cannot write the database {engine.url!r}: {getattr(exc, 'orig', exc)}"
+        ) from None
 
 
 def save_probe(engine: Engine, evidence: EvidenceStore, record: ProbeRecord) -> int:
-    """Evidence to disk first, then the row: no row ever points at a missing file."""
+    """Evidence to disk first, then the row: no row ever points at a missing file.
+    The row, its rollups and the deletion of its `probe_attempts` row commit together.
+    A failed write raises StorageError naming the folder or the database."""
     result = record.result
-    page_sha = evidence.put(result.page, "html") if result.page else None
-    shot_sha = evidence.put(result.screenshot, "png") if result.screenshot else None
+    try:
+        page_sha = evidence.put(result.page, "html") if result.page else None
+        shot_sha = evidence.put(result.screenshot, "png") if result.screenshot else None
+    except OSError as exc:
+        raise StorageError(
+            f"cannot write evidence in {evidence.root}: {exc.strerror or exc}"
+        ) from exc
     row = Probe(
         target_id=record.target_id,
         scheduled_at=record.scheduled_at,
@@ -113,17 +290,50 @@ def save_probe(engine: Engine, evidence: EvidenceStore, record: ProbeRecord) -> 
         release_last_week=result.release_last_week,
         release_next_at=result.release_next_at,
         release_next_week=result.release_next_week,
+        followup=record.followup,
     )
-    with Session(engine) as session, session.begin():
-        session.add(row)
-        session.flush()
-        record_probe(
-            session,
-            record.target_id,
-            record.started_at,
-            result.outcome,
-            result.first_slot_at,
-            result.second_slot_at,
-            record.mode,
+    try:
+        with Session(engine) as session, session.begin():
+            session.add(row)
+            session.flush()
+            if not record.followup:
+                record_probe(
+                    session,
+                    record.target_id,
+                    record.started_at,
+                    result.outcome,
+                    result.first_slot_at,
+                    result.second_slot_at,
+                    record.mode,
+                )
+            # The releases this probe saw (banners) or reveals (slots after no_slot),
+            # in the same transaction as the probe.
+            record_releases(session, row, result)
+            if record.attempt_id is not None:
+                session.execute(delete(ProbeAttempt).where(ProbeAttempt.id == record.attempt_id))
+            return row.id
+    except SQLAlchemyError as exc:
+        if isinstance(exc, IntegrityError):
+            raise
+        raise StorageError(
+            f"cannot write the database {engine.url!r}: {getattr(exc, 'orig', exc)}"
+        ) from exc
+
+
+def probed_since(engine: Engine, target_id: str, since: datetime) -> bool:
+    """Whether a regular (not follow-up) probe of the target started after `since`:
+    another process's run that overlapped ours got there first."""
+    from sqlalchemy import exists
+
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(
+                select(
+                    exists().where(
+                        Probe.target_id == target_id,
+                        Probe.started_at > since,
+                        Probe.followup.is_(False),
+                    )
+                )
+            ).scalar()
         )
-        return row.id

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from observatoire.adapters import Adapter, ProbeContext, get_adapter, registry
 from observatoire.browser import BrowserPool
@@ -25,7 +26,13 @@ from observatoire.leases import acquire, holder_id, release
 from observatoire.outcomes import ProbeResult
 from observatoire.platforms import PLATFORMS
 from observatoire.politeness import PolitePolicy
-from observatoire.store import ProbeRecord, save_probe
+from observatoire.store import (
+    ProbeRecord,
+    StorageError,
+    probed_since,
+    save_probe,
+    start_attempt,
+)
 
 MAX_ATTEMPTS = 3  # the first try and at most 2 retries
 RETRY_FACTORS = (1.0, 3.0)  # growing waits, in units of retry_base_seconds
@@ -63,8 +70,10 @@ async def probe_target(
     clock: Clock,
     retry_base: float,
     browser: BrowserPool | None = None,
+    stop: asyncio.Event | None = None,
 ) -> tuple[ProbeResult, int, int]:
-    """Probe with retries for error/unrecognized only. Returns (result, requests, attempts)."""
+    """Probe with retries for error/unrecognized only. Returns (result, requests, attempts).
+    Once `stop` is set (SIGTERM) no retry starts: the result in hand is stored."""
     requests = 0
     attempt = 0
     while True:
@@ -76,7 +85,7 @@ async def probe_target(
         finally:
             requests += session.requests_made
             await session.aclose()
-        if attempt >= MAX_ATTEMPTS or not result.should_retry():
+        if attempt >= MAX_ATTEMPTS or not result.should_retry() or (stop and stop.is_set()):
             return result, requests, attempt
         await asyncio.sleep(retry_base * RETRY_FACTORS[attempt - 1])
 
@@ -93,9 +102,19 @@ async def run_sweep(
     on_probe: Callable[[Target, ProbeResult], None] | None = None,
     browser: BrowserPool | None = None,
     holder: str | None = None,
+    stop: asyncio.Event | None = None,
+    followup: bool = False,
 ) -> SweepReport:
     """Probe `targets` once. A browser is started only if a browser adapter needs one
-    (and closed at the end unless the caller passed its own)."""
+    (and closed at the end unless the caller passed its own).
+
+    Each probe is written as started (`probe_attempts`) before its first request. Once
+    `stop` is set, no new probe starts and the ones in flight finish and are stored.
+    When a write fails, no new probe starts either, and StorageError is raised at the
+    end: requests whose results cannot be kept are not sent.
+
+    `followup` marks the probes as follow-ups (followup.py): stored with
+    `followup = true`, outside the rollups."""
     report = SweepReport()
     probeable, report.skipped = split_probeable(targets)
     own_browser = browser is None and any(
@@ -103,29 +122,57 @@ async def run_sweep(
     )
     if own_browser:
         browser = BrowserPool(policy.user_agent)
+    policy.join_groups(probeable)
     by_host: dict[str, list[Target]] = defaultdict(list)
-    for t in probeable:
-        by_host[t.host].append(t)
+    for t in probeable:  # one worker per gate: `LOCALHOST:80` and `127.0.0.1` are one
+        by_host[t.gate_key].append(t)
 
     holder = holder or holder_id()
+    sweep_started = clock.now()
+
+    storage_failure: list[StorageError] = []
 
     async def host_worker(host_targets: list[Target]) -> None:
         for target in host_targets:
+            if storage_failure or (stop is not None and stop.is_set()):
+                break
             # Another run (an overlapping cron job, another shard) may be on it already.
             if not acquire(engine, target.id, holder, datetime.now(UTC)):
                 report.skipped[target.id] = "busy: being probed by another run"
                 continue
+            if not followup and probed_since(engine, target.id, sweep_started):
+                # Two overlapping `probe --all`: the other one probed it while we waited
+                # for the lease; a second look now would be a duplicate, not a sample.
+                release(engine, target.id, holder)
+                report.skipped[target.id] = "busy: just probed by another run"
+                continue
             try:
                 await probe_and_store(target)
+            except StorageError as exc:
+                storage_failure.append(exc)
             finally:
                 release(engine, target.id, holder)
 
     async def probe_and_store(target: Target) -> None:
         adapter = get_adapter(target.platform)
         started = clock.now()
+        try:
+            attempt_id = start_attempt(
+                engine,
+                target.id,
+                holder,
+                started,
+                adapter.name,
+                adapter.version,
+                scheduled_at=scheduled_at or started,
+            )
+        except SQLAlchemyError as exc:
+            raise StorageError(
+                f"cannot write the database {engine.url!r}: {getattr(exc, 'orig', exc)}"
+            ) from exc
         t0 = time.monotonic()
         result, requests, attempts = await probe_target(
-            adapter, target, policy, clock, retry_base, browser
+            adapter, target, policy, clock, retry_base, browser, stop
         )
         duration_ms = int((time.monotonic() - t0) * 1000)
         record = ProbeRecord(
@@ -139,6 +186,8 @@ async def run_sweep(
             duration_ms=duration_ms,
             adapter=adapter.name,
             adapter_version=adapter.version,
+            attempt_id=attempt_id,
+            followup=followup,
         )
         save_probe(engine, evidence, record)
         report.probed += 1
@@ -152,4 +201,6 @@ async def run_sweep(
     finally:
         if own_browser and browser is not None:
             await browser.close()
+    if storage_failure:
+        raise storage_failure[0]
     return report

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import httpx
@@ -20,7 +20,7 @@ from observatoire.assist.pseudonym import BadPseudonym, check_pseudonym
 from observatoire.assist.queue import assist_queue, assisted_targets
 from observatoire.assist.server import AssistApp, running
 from observatoire.browser import BrowserPool
-from observatoire.clock import VirtualClock
+from observatoire.clock import PARIS, VirtualClock
 from observatoire.config import Target, load_config
 from observatoire.db import make_engine
 from observatoire.db.migrate import upgrade
@@ -29,6 +29,8 @@ from observatoire.evidence import EvidenceStore
 from observatoire.outcomes import Outcome, ProbeResult
 from observatoire.politeness import PolitePolicy
 from observatoire.simulator import RunningSimulator
+from observatoire.simulator.scenario import RdvDemarche
+from observatoire.simulator.server import TruthRecord
 from observatoire.store import ProbeRecord, save_probe, sync_targets
 from tests.conftest import DEMO_CONFIG, REQUIRE_ALL, T0
 
@@ -104,6 +106,40 @@ async def axe_violations(page: Page) -> list[object]:
     return [(v["id"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]]
 
 
+#: The simulator's empty views and the adapter's details, named independently.
+NO_SLOT_DETAIL = {
+    "empty_week": "empty_week",
+    "last_week": "last_week",
+    "not_displayed": "calendar_not_displayed",
+}
+
+
+def demarche(simulator: RunningSimulator, demarche_id: int) -> RdvDemarche:
+    (site,) = simulator.state.scenario.rdv_prefecture_sites
+    return next(d for d in site.demarches if d.id == demarche_id)
+
+
+def check_against_truth(probe: Probe, truth: TruthRecord) -> None:
+    """The probe says what the simulator meant: outcome, first slot (its day only when
+    the page showed only "Prochaine disponibilité le …"), slot radios shown."""
+    first = datetime.fromisoformat(truth.first_slot) if truth.first_slot else None
+    if truth.state == "open":
+        assert (probe.outcome, probe.detail) == ("available", ""), (probe.target_id, truth)
+        assert probe.slots_count == truth.slots
+        assert probe.first_slot_at == first
+    elif truth.state == "next_availability":
+        assert (probe.outcome, probe.detail) == ("available", "next_availability"), truth
+        assert first is not None and probe.first_slot_at is not None
+        assert probe.first_slot_at.astimezone(PARIS).date() == first.date()
+        assert probe.first_slot_at.astimezone(PARIS).time() == time(0, 0)
+    else:
+        assert (probe.outcome, probe.detail) == ("no_slot", NO_SLOT_DETAIL[truth.view or ""]), (
+            probe.target_id,
+            truth,
+        )
+        assert probe.first_slot_at is None
+
+
 def probes(engine: Engine) -> list[Probe]:
     with Session(engine) as session:
         return list(session.scalars(select(Probe).order_by(Probe.id)))
@@ -114,6 +150,9 @@ async def test_volunteer_records_no_slot_and_available_with_evidence(
 ) -> None:
     # Monday 09:05 in Paris: the Val-d'Oise procedure releases its slots at 09:00.
     clock.set(T0 - timedelta(minutes=55))
+    # Allier offers slots within days here: its week grid shows them (the other two
+    # procedures show later weeks or nothing).
+    demarche(simulator, 4418).profile = "fluid"
     page = await volunteer_page(browser_pool)
 
     # Without the token: refused.
@@ -147,9 +186,15 @@ async def test_volunteer_records_no_slot_and_available_with_evidence(
     assert "refusé ce code" in await page.inner_text("[role=alert]")
     assert probes(assist.engine) == []
     assert await hook_answer(simulator) != first_captcha
+    # The audio: the robot presses the platform's own button and relays its answer.
     href = await page.get_attribute("text=Écouter le code", "href")
     audio = await page.request.get(f"{assist.url}{href}")
-    assert audio.ok and audio.headers["content-type"] == "audio/wav"
+    assert audio.ok and audio.headers["content-type"] == "audio/x-wav"
+    assert (await audio.body())[:4] == b"RIFF"
+    assert await page.locator("audio[controls]").count() == 1
+    again = await page.request.get(f"{assist.url}{href}")  # a player asks twice: one fetch
+    assert again.ok and (await again.body()) == (await audio.body())
+    assert simulator.state.rdvpref.api_calls.count("sound") == 1
 
     seen: dict[str, int] = {}
     for round_ in range(6):
@@ -163,20 +208,17 @@ async def test_volunteer_records_no_slot_and_available_with_evidence(
                 assert await axe_violations(page) == []
             probe = probes(assist.engine)[-1]
             truth = [r for r in simulator.state.truth_records() if "/creneau" in r.path][-1]
-            expected = "available" if truth.state == "open" else "no_slot"
-            assert probe.outcome == expected, (probe.target_id, truth)
-            if expected == "available":
-                assert probe.slots_count == truth.slots
-                assert probe.first_slot_at == datetime.fromisoformat(truth.first_slot or "")
-            seen[expected] = seen.get(expected, 0) + 1
+            check_against_truth(probe, truth)
+            seen[truth.state] = seen.get(truth.state, 0) + 1
         # All observed: nothing is due until the interval has passed.
         await page.goto(f"{assist.url}/")
         assert "Rien à observer pour l'instant" in await page.inner_text("main")
-        if len(seen) == 2 and round_ >= 1:
+        if len(seen) == 3 and round_ >= 1:
             break
         clock.advance(timedelta(hours=5))
         await page.goto(f"{assist.url}/")
-    assert set(seen) == {"available", "no_slot"}, seen
+    # Slots this week, slots only in a later week, and nothing: all three were read.
+    assert set(seen) == {"open", "next_availability", "no_slot"}, seen
 
     rows = probes(assist.engine)
     assert all(p.mode == "assisted" and p.volunteer == PSEUDONYM for p in rows)
@@ -307,7 +349,205 @@ async def test_static_assets_are_fetched_once_per_process(
         assert observation.state is State.RECORDED
         made.append(observation.requests_made)
         clock.advance(timedelta(hours=5))
-    # landing, conditions, captcha image, answer, slot page; + app.js and dsfr.css once.
-    assert made == [7, 5]
+    # landing, conditions (its 2025 captcha image is inline), answer, slot page; + app.js
+    # and dsfr.css once.
+    assert made == [6, 4]
     assert assist.app.services.browser.assets.hits >= 8
     assert simulator.state.conduct.report()["violations"] == []
+
+
+async def observe(
+    assist: Assist, page: Page, simulator: RunningSimulator, target: Target
+) -> tuple[Probe, TruthRecord]:
+    """One observation of `target` by the signed-in volunteer: image seen, right answer."""
+    assist.app.targets = [target]
+    await page.goto(f"{assist.url}/")
+    await page.click("text=Observer la démarche suivante")
+    width = await page.eval_on_selector("img.captcha", "img => img.naturalWidth")
+    assert width > 50
+    await page.fill("#reponse", await hook_answer(simulator))
+    await page.click("text=Valider le code")
+    assert await page.inner_text("h2") == "Observation enregistrée"
+    truth = [r for r in simulator.state.truth_records() if "/creneau" in r.path][-1]
+    return probes(assist.engine)[-1], truth
+
+
+def target_of(assist: Assist, demarche_id: int) -> Target:
+    return next(t for t in assist.targets if t.url.rstrip("/").endswith(f"/{demarche_id}"))
+
+
+async def test_older_captcha_widget_image_and_audio(
+    assist: Assist, simulator: RunningSimulator, clock: VirtualClock, browser_pool: BrowserPool
+) -> None:
+    """The widget used until late 2024: image from a blob: URL (screenshotted), sound link
+    "#" whose audio an XHR with a bearer token fetches."""
+    (site,) = simulator.state.scenario.rdv_prefecture_sites
+    site.captcha = "v1"
+    page = await signed_in_volunteer(assist, browser_pool)
+    assist.app.targets = [target_of(assist, 4418)]
+    await page.click("text=Observer la démarche suivante")
+    assert await page.eval_on_selector("img.captcha", "img => img.naturalWidth") > 50
+    href = await page.get_attribute("text=Écouter le code", "href")
+    audio = await page.request.get(f"{assist.url}{href}")
+    assert audio.ok and audio.headers["content-type"] == "audio/x-wav"
+    assert (await audio.body())[:4] == b"RIFF"
+    await page.fill("#reponse", await hook_answer(simulator))
+    await page.click("text=Valider le code")
+    assert await page.inner_text("h2") == "Observation enregistrée"
+    truth = [r for r in simulator.state.truth_records() if "/creneau" in r.path][-1]
+    check_against_truth(probes(assist.engine)[-1], truth)
+    # The page's script fetched the image, then (on the button) the sound: nothing else.
+    assert simulator.state.rdvpref.api_calls == ["image", "sound"]
+    assert simulator.state.conduct.report()["violations"] == []
+    await page.context.close()
+
+
+async def test_expired_session_brings_a_new_captcha_and_records_nothing(
+    assist: Assist, simulator: RunningSimulator, clock: VirtualClock, browser_pool: BrowserPool
+) -> None:
+    page = await signed_in_volunteer(assist, browser_pool)
+    assist.app.targets = [target_of(assist, 4418)]
+    await page.click("text=Observer la démarche suivante")
+    answer = await hook_answer(simulator)
+    # The volunteer answers after the platform's session has ended (30 min here).
+    clock.advance(timedelta(minutes=31))
+    await page.fill("#reponse", answer)
+    await page.click("text=Valider le code")
+    assert "session sur le site avait expiré" in await page.inner_text("[role=alert]")
+    assert probes(assist.engine) == []
+    assert [r.state for r in simulator.state.truth_records()][-1] == "session_expired"
+    await page.fill("#reponse", await hook_answer(simulator))
+    await page.click("text=Valider le code")
+    assert await page.inner_text("h2") == "Observation enregistrée"
+    (probe,) = probes(assist.engine)
+    assert probe.attempts == 2
+    truth = [r for r in simulator.state.truth_records() if "/creneau" in r.path][-1]
+    check_against_truth(probe, truth)
+    await page.context.close()
+
+
+async def test_next_availability_with_release_banners_end_to_end(
+    assist: Assist, simulator: RunningSimulator, clock: VirtualClock, browser_pool: BrowserPool
+) -> None:
+    """Monday 09:05 in Paris: the Val-d'Oise procedure has just released slots 20–40 days
+    ahead. The page says "Aucun créneau disponible sur cette semaine" and offers
+    "Prochaine disponibilité le …": available, first slot that day, never no_slot."""
+    clock.set(T0 - timedelta(minutes=55))
+    (site,) = simulator.state.scenario.rdv_prefecture_sites
+    site.banners = True
+    page = await signed_in_volunteer(assist, browser_pool)
+    probe, truth = await observe(assist, page, simulator, target_of(assist, 1380))
+    assert truth.state == "next_availability"
+    check_against_truth(probe, truth)
+    first_day = datetime.fromisoformat(truth.first_slot or "").date()
+    assert probe.platform_message and "Prochaine disponibilité le" in probe.platform_message
+    shown = await page.inner_text("[role=status]")
+    assert "Créneau proposé, semaine affichée vide, prochaine disponibilité le " in shown
+    assert f"le {first_day:%d/%m/%Y} (next_availability)" in shown and "None" not in shown
+    # Weekly release on Mondays at 09:00 (Paris), slots from 20 days later.
+    assert probe.release_last_at == datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    assert probe.release_next_at == datetime(2026, 3, 9, 8, 0, tzinfo=UTC)
+    assert probe.release_last_week == date(2026, 3, 16)
+    assert probe.release_next_week == date(2026, 3, 23)
+    await page.context.close()
+
+
+def test_queue_puts_imminent_announced_releases_first(engine: Engine) -> None:
+    """A release announced within the next hours puts its target first, with a
+    countdown, and makes it due from the announced instant."""
+    from observatoire.assist.server import _countdown_fr
+
+    cfg = load_config(DEMO_CONFIG, simulator_url="http://127.0.0.1:9")
+    sync_targets(engine, cfg.targets, T0)
+    a, b, c = assisted_targets(cfg.targets)
+    evidence = EvidenceStore(Path("/nonexistent"))
+    release = T0 + timedelta(minutes=75)
+
+    def record(target: Target, when: datetime, result: ProbeResult) -> None:
+        save_probe(
+            engine,
+            evidence,
+            ProbeRecord(
+                target.id,
+                None,
+                when,
+                when,
+                result,
+                4,
+                1,
+                10,
+                "rdv_prefecture",
+                "2.0",
+                mode="assisted",
+                volunteer=PSEUDONYM,
+            ),
+        )
+
+    record(a, T0 - timedelta(hours=10), ProbeResult(Outcome.NO_SLOT))
+    record(b, T0 - timedelta(hours=1), ProbeResult(Outcome.NO_SLOT, release_next_at=release))
+    queue = assist_queue(engine, cfg.targets, T0)
+    assert [e.target.id for e in queue] == [b.id, c.id, a.id]
+    assert queue[0].imminent(T0) and _countdown_fr(queue[0], T0) == "dans 1 h 15"
+    assert not queue[0].is_due(T0)  # looked at an hour ago: due at the release
+    assert queue[0].is_due(release) and queue[0].due_at == release
+    assert _countdown_fr(queue[0], release + timedelta(minutes=12)) == "il y a 12 min"
+
+
+async def test_look_again_measures_how_long_released_slots_last(
+    assist: Assist, simulator: RunningSimulator, clock: VirtualClock, browser_pool: BrowserPool
+) -> None:
+    """Monday 09:01 in Paris, a minute after the Val-d'Oise release: the volunteer answers
+    one captcha, then clicks "Regarder à nouveau" every few minutes. Each look is its own
+    assisted probe; the measured survival contains the simulator's true survival; when
+    the platform's session ends, a new captcha comes, never a reused one."""
+    from observatoire.releases import survivals
+
+    clock.set(T0 - timedelta(minutes=59))
+    (site,) = simulator.state.scenario.rdv_prefecture_sites
+    site.banners = True
+    page = await signed_in_volunteer(assist, browser_pool)
+    probe, truth = await observe(assist, page, simulator, target_of(assist, 1380))
+    assert probe.outcome == "available"
+    captchas = simulator.state.rdvpref.api_calls[:]
+    looks = 1
+    while probes(assist.engine)[-1].outcome == "available" and looks < 8:
+        clock.advance(timedelta(minutes=3))
+        await page.click("text=Regarder à nouveau")
+        assert await page.inner_text("h2") == "Observation enregistrée"
+        looks += 1
+    rows = probes(assist.engine)
+    assert len(rows) == looks and rows[-1].outcome == "no_slot"
+    assert all(p.mode == "assisted" and p.page_sha256 for p in rows)
+    assert len({p.page_sha256 for p in rows}) == looks  # each look is its own evidence
+    assert simulator.state.rdvpref.api_calls == captchas  # no new captcha while it lasted
+    assert sum(1 for r in simulator.state.truth_records() if r.state == "captcha_wrong") == 0
+    # The release was read from the banner; its survival interval holds the truth.
+    now = clock.now()
+    (batch,) = simulator.state.release_truth(now - timedelta(hours=1), now)
+    (measured,) = [s for s in survivals(assist.engine, now) if s.published_at == batch.published_at]
+    assert measured.source == "banner" and measured.high is not None
+    assert measured.contains(batch.survival_seconds), (measured, batch.truth())
+    assert measured.high - (measured.low or 0) <= 3 * 60 + 60
+    # The calendar feeds need no token (a phone subscribes): next Monday's release.
+    async with httpx.AsyncClient() as client:
+        feed = await client.get(f"{assist.url}/calendrier.ics")
+        dept = await client.get(f"{assist.url}/calendrier/95.ics")
+        other = await client.get(f"{assist.url}/calendrier/92.ics")
+    assert feed.status_code == 200 and feed.headers["content-type"].startswith("text/calendar")
+    assert "DTSTART:20260309T080000Z" in feed.text and "DTSTART:20260309T080000Z" in dept.text
+    assert "VEVENT" not in other.text
+    # The platform's session ends: the next click brings a new captcha.
+    clock.advance(timedelta(minutes=31))
+    await page.click("text=Regarder à nouveau")
+    assert "session sur le site a expiré" in await page.inner_text("[role=alert]")
+    assert await page.locator("#reponse").count() == 1
+    assert len(probes(assist.engine)) == looks  # nothing recorded for the expired look
+    await page.fill("#reponse", await hook_answer(simulator))
+    await page.click("text=Valider le code")
+    assert await page.inner_text("h2") == "Observation enregistrée"
+    assert len(probes(assist.engine)) == looks + 1
+    report = simulator.state.conduct.report()
+    assert report["violations"] == [] and max(report["max_in_flight"].values()) <= 1
+    await page.click("text=Fermer la session sur le site")
+    assert assist.app.busy_hosts == {}
+    await page.context.close()

@@ -3,6 +3,7 @@ against the live simulator in real Chromium, compared with the simulator's groun
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 
 from observatoire.adapters import ProbeContext, get_adapter
@@ -13,7 +14,7 @@ from observatoire.outcomes import Outcome
 from observatoire.politeness import PolitePolicy
 from observatoire.simulator import RunningSimulator
 
-from .conftest import DEMO_CONFIG
+from .conftest import DEMO_CONFIG, T0
 
 UA = "observatoire/test (+https://example.org/contact)"
 
@@ -58,6 +59,9 @@ async def test_eappointment_matches_ground_truth(
             assert result.first_slot_at == datetime.fromisoformat(truth[0].first_slot)
         else:
             assert b"Aucun rendez-vous n" in result.page  # the alert, in the robot's stamp
+            # The raw alert, typos included, is kept with the probe.
+            assert result.platform_message is not None
+            assert "selectionnnés" in result.platform_message
         seen.add(result.outcome)
         if len(seen) == 2:
             break
@@ -76,6 +80,51 @@ async def test_eappointment_missing_motive(
     clock.set(clock.now() - timedelta(days=42))  # inside the motive's "missing" period
     result, _ = await probe(target, clock, browser_pool)
     assert (result.outcome, result.detail) == (Outcome.PROCEDURE_MISSING, "no_motive_offered")
+
+
+async def test_eappointment_rejected_postal_code_is_a_configuration_error(
+    simulator: RunningSimulator, clock: VirtualClock, browser_pool: BrowserPool
+) -> None:
+    config = load_config(DEMO_CONFIG, simulator_url=simulator.base_url)
+    good = config.target("94-titre-sejour-eappointment")
+    bad = dataclasses.replace(good, options={**good.options, "postal_code": "75001"})
+    result, _ = await probe(bad, clock, browser_pool)
+    assert (result.outcome, result.detail) == (Outcome.ERROR, "bad_postal_code")
+    assert result.platform_message == "Veuillez saisir un code postal valide."
+    assert simulator.state.conduct.report()["violations"] == []
+
+
+async def test_eappointment_no_slot_text_is_per_instance(
+    clock: VirtualClock, browser_pool: BrowserPool
+) -> None:
+    """Another instance sends its own alert: with the default list it is unrecognized
+    (kept verbatim); listed in the target's options it is no_slot."""
+    from observatoire.simulator import start_simulator
+    from observatoire.simulator.scenario import load_scenario
+
+    other = "Il n'y a pas de rendez-vous disponible pour ce service."
+    scenario = load_scenario().model_copy(update={"anchor": T0}, deep=True)
+    scenario.profiles["never"] = scenario.profiles["desert"].model_copy(
+        update={"open_probability": 0.0}
+    )
+    site = scenario.eappointment_sites[0]
+    site.no_slot_message = other
+    for motive in site.motives:
+        motive.profile = "never"
+    with start_simulator(scenario, clock) as sim:
+        config = load_config(DEMO_CONFIG, simulator_url=sim.base_url)
+        target = config.target("94-titre-sejour-eappointment")
+        result, _ = await probe(target, clock, browser_pool)
+        assert (result.outcome, result.detail, result.platform_message) == (
+            Outcome.UNRECOGNIZED,
+            "dialog",
+            other,
+        )
+        listed = dataclasses.replace(
+            target, options={**target.options, "no_slot_messages": [other]}
+        )
+        result, _ = await probe(listed, clock, browser_pool)
+        assert (result.outcome, result.platform_message) == (Outcome.NO_SLOT, other)
 
 
 async def test_eappointment_without_browser_is_an_error(
@@ -103,7 +152,7 @@ async def test_scripted_adapter_drives_a_site_from_yaml_steps(
             {"text": "Aucun rendez-vous n'est possible", "outcome": "no_slot", "in_dialog": True},
             {"text": "Choix de la date du rendez-vous", "outcome": "available"},
         ],
-        "slot_selector": "li.slot",
+        "slot_selector": ".soonestText",
     }
     target = Target(
         "94-scripted",
@@ -198,13 +247,34 @@ async def test_demarches_simplifiees_states(
     meurthe = config.target("54-renouvellement-dn")
     start = clock.now()
     assert (await probe(rhone, clock))[0].outcome is Outcome.FORM_OPEN
-    clock.set(start - timedelta(days=20))  # closed period
+    clock.set(start - timedelta(days=20))  # closed period: 302 to /fermeture/<slug>
     result, _ = await probe(rhone, clock)
-    assert (result.outcome, result.detail) == (Outcome.PROCEDURE_MISSING, "form_closed")
-    clock.set(start - timedelta(days=5))  # absent period: 404
+    closed_since = (T0 - timedelta(days=25)).date().isoformat()
+    assert (result.outcome, result.detail) == (
+        Outcome.PROCEDURE_MISSING,
+        f"form_closed:{closed_since}",
+    )
+    assert result.final_url and "/fermeture/premiere-demande-titre-sejour-prefecture-rhone" in (
+        result.final_url
+    )
+    clock.set(start - timedelta(days=5))  # absent period: 302 to the home page + flash
     result, _ = await probe(meurthe, clock)
     assert (result.outcome, result.detail) == (Outcome.PROCEDURE_MISSING, "form_absent")
-    assert result.http_status == 404
+    assert result.http_status == 200 and result.final_url.endswith("/www.demarches-simplifiees.fr/")
+    # The démarche that was replaced: its successor is read, and named in the detail.
+    clock.set(start)
+    old = dataclasses.replace(
+        rhone,
+        url=rhone.url.replace(
+            "premiere-demande-titre-sejour-prefecture-rhone", "titre-sejour-rhone-2024"
+        ),
+    )
+    result, _ = await probe(old, clock)
+    assert (result.outcome, result.detail) == (
+        Outcome.FORM_OPEN,
+        "form_open;replaced_by:premiere-demande-titre-sejour-prefecture-rhone",
+    )
+    assert simulator.state.conduct.report()["violations"] == []
 
 
 async def test_httpx_evidence_renders_to_a_stamped_png(browser_pool: BrowserPool) -> None:

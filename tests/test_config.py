@@ -258,6 +258,8 @@ def test_malformed_file_is_reported_with_line_and_field(
     if field:
         assert issue.field == field, str(issue)
 
+    if name == "simulator_placeholder":
+        return  # `targets check` sends no request: it accepts a {simulator} file offline
     result = CliRunner().invoke(app, ["targets", "check", "--config", str(path)])
     assert result.exit_code == 2
     assert f"{path}:{line}:" in result.stderr

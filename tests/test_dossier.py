@@ -87,7 +87,9 @@ def test_iso_weeks_across_a_year_boundary(engine, tmp_path: Path) -> None:  # ty
     manifest = build_dossier(engine, evidence, "93-x", tmp_path / "d", pdf=False)
     assert manifest["attempts"] == 4 and manifest["failed_attempts"] == 3
     assert manifest["iso_weeks_with_failure"] == ["2026-S53", "2027-S01"]
-    assert manifest["criteria_met"] is True
+    assert manifest["span_days_first_to_last_failure"] == 6.0
+    assert "criteria_met" not in manifest  # facts only, never a verdict
+    assert manifest["insufficient_spread_warning"] is True  # 6 days < 7
     html = (tmp_path / "d" / "dossier.html").read_text("utf-8")
     assert "Vie privée &lt;b&gt;" in html  # scraped text escaped
     assert "non compté comme échec" in html  # the error is listed, not counted
@@ -105,7 +107,7 @@ def test_iso_weeks_across_a_year_boundary(engine, tmp_path: Path) -> None:  # ty
     assert part["attempts"] == 2
 
 
-def test_plain_statement_when_criteria_are_not_met(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_plain_warning_when_all_failures_fall_in_one_week(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     evidence = EvidenceStore(tmp_path / "ev")
     _insert(
         engine,
@@ -113,9 +115,10 @@ def test_plain_statement_when_criteria_are_not_met(engine, tmp_path: Path) -> No
         ["2019-09-16T09:00:00+00:00", "2019-09-17T09:00:00+00:00", "2019-09-18T09:00:00+00:00"],
     )
     manifest = build_dossier(engine, evidence, "93-x", tmp_path / "d", pdf=False)
-    assert manifest["criteria_met"] is False
+    assert manifest["insufficient_spread_warning"] is True
     html = (tmp_path / "d" / "dossier.html").read_text("utf-8")
-    assert "la même semaine" in html or "pas toutes faites la même semaine" in html
+    assert "une seule semaine calendaire (2019-S38)" in html
+    assert "jugées insuffisantes" in html and "n° 435594" in html
 
 
 def test_slots_found_are_said(tmp_path: Path) -> None:
@@ -128,8 +131,8 @@ def test_slots_found_are_said(tmp_path: Path) -> None:
         Attempt(t + timedelta(days=15), "no_slot", "", None, "auto", None, None),
     ]
     summary = summarize(attempts)
-    assert summary.criteria_met is False and summary.available == 1
-    assert any("créneaux ont été proposés" in s for s in summary.statements)
+    assert summary.available == 1 and summary.warnings == []  # 15 days, 3 weeks
+    assert any("créneaux ont été proposés lors d'une tentative de" in s for s in summary.statements)
 
 
 async def test_dossier_from_simulator_data_with_pdf(

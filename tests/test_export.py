@@ -92,3 +92,40 @@ def test_empty_database_exports_empty_valid_files(engine, tmp_path: Path, fmt: s
     assert all(r["stats"]["rows"] == 0 for r in package["resources"])
     if fmt == "csv":
         assert validate(str(tmp_path / fmt / "datapackage.json")).valid
+
+
+def test_csv_neutralises_formula_cells_but_not_numbers(filled, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    from sqlalchemy.orm import Session
+
+    from observatoire.db import Probe, TargetRow
+    from observatoire.export import neutralise_formulas
+
+    with Session(filled) as s, s.begin():
+        s.get(TargetRow, "92-a").label = '=HYPERLINK("http://evil.example","x")'  # type: ignore[union-attr]
+        for probe, detail in zip(
+            s.query(Probe).order_by(Probe.id).limit(5),
+            ["+33 1 23", "-cmd", "@SUM(A1)", "\tx", "ok - fine"],
+            strict=True,
+        ):
+            probe.detail = detail
+    export_all(filled, tmp_path / "out")
+    targets = pd.read_csv(tmp_path / "out" / "targets.csv", dtype=str, keep_default_na=False)
+    assert targets.set_index("target").loc["92-a", "label"] == (
+        '\'=HYPERLINK("http://evil.example","x")'
+    )
+    probes = pd.read_csv(tmp_path / "out" / "probes.csv", dtype=str, keep_default_na=False)
+    details = set(probes["detail"])
+    assert {"'+33 1 23", "'-cmd", "'@SUM(A1)", "'\tx", "ok - fine"} <= details
+    # Parquet is not a spreadsheet format: the data stays as it was.
+    export_all(filled, tmp_path / "pq", fmt="parquet")
+    raw = pq.read_table(tmp_path / "pq" / "probes.parquet").to_pandas()
+    assert "-cmd" in set(raw["detail"])
+    package = json.loads((tmp_path / "out" / "datapackage.json").read_text("utf-8"))
+    assert "apostrophe" in package["description"] and "single quote" in package["description_en"]
+    assert validate(str(tmp_path / "out" / "datapackage.json")).valid
+    # Numeric columns are never touched: a negative number is data.
+    frame = pd.DataFrame({"n": [-3, 4], "x": [-1.5, 2.0], "s": ["-3", "=1"]})
+    fields = {"n": ("integer", ""), "x": ("number", ""), "s": ("string", "")}
+    out = neutralise_formulas(frame.copy(), fields)
+    assert list(out["n"]) == [-3, 4] and list(out["x"]) == [-1.5, 2.0]
+    assert list(out["s"]) == ["'-3", "'=1"]

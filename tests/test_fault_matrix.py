@@ -30,6 +30,8 @@ EXPECTED = {
     "rate_limit_429": (Outcome.BLOCKED, "http:429"),
     "captcha": (Outcome.BLOCKED, "captcha"),
     "waiting_room": (Outcome.BLOCKED, "waiting_room"),
+    "cloudflare_block": (Outcome.BLOCKED, "cloudflare_block"),
+    "cloudflare_challenge": (Outcome.BLOCKED, "cloudflare_challenge"),
     "truncated_body": (Outcome.ERROR, None),
     "redirect_loop": (Outcome.ERROR, "redirect_loop"),
 }
@@ -125,6 +127,8 @@ BROWSER_EXPECTED = {
     "rate_limit_429": Outcome.BLOCKED,
     "captcha": Outcome.BLOCKED,
     "waiting_room": Outcome.BLOCKED,
+    "cloudflare_block": Outcome.BLOCKED,
+    "cloudflare_challenge": Outcome.BLOCKED,
     "truncated_body": Outcome.ERROR,
     "redirect_loop": Outcome.ERROR,
 }

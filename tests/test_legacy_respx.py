@@ -219,3 +219,84 @@ async def test_mislabelled_charset_does_not_become_no_slot() -> None:
     )
     result, _ = await run()
     assert result.outcome is Outcome.UNRECOGNIZED
+
+
+@respx.mock
+async def test_latin1_declared_only_in_meta_is_read() -> None:
+    """Old eZ Publish sites: ISO-8859-1 declared only in <meta charset>, none in the
+    Content-Type; the message must still be recognised."""
+    flow(respx.mock)
+    latin1 = page("no_slot.html").replace('charset="utf-8"', 'charset="iso-8859-1"')
+    latin1 = latin1.replace("\u2019", "'")  # no curly apostrophe in ISO-8859-1
+    respx.mock.get(f"{BASE}/2").respond(
+        200,
+        content=latin1.encode("iso-8859-1", errors="replace"),
+        headers={"Content-Type": "text/html"},
+    )
+    result, _ = await run()
+    assert (result.outcome, result.detail) == (Outcome.NO_SLOT, "")
+
+
+@respx.mock
+async def test_redirect_to_another_forms_result_is_not_no_slot() -> None:
+    flow(respx.mock)
+    other = f"{SITE}/booking/create/12249/2"
+    respx.mock.post(f"{BASE}/1").respond(302, headers={"Location": other})
+    respx.mock.get(other).respond(200, html=page("no_slot.html"))
+    result, _ = await run()
+    assert (result.outcome, result.detail) == (Outcome.UNRECOGNIZED, "other_form")
+    assert result.final_url == other
+
+
+@respx.mock
+async def test_no_calendar_right_after_the_conditions() -> None:
+    flow(respx.mock, after_counter="no_slot.html")
+    respx.mock.get(f"{BASE}/1").respond(200, html=page("no_calendar.html"))
+    result, requests = await run()
+    assert (result.outcome, result.detail) == (Outcome.NO_SLOT, "no_calendar")
+    assert requests == 3  # nothing chosen, nothing posted after the conditions
+
+
+@respx.mock
+async def test_step4_without_counter_is_available_without_a_date() -> None:
+    respx.mock.get(f"{BASE}/0").respond(200, html=page("conditions.html"))
+    respx.mock.post(f"{BASE}/0").respond(302, headers={"Location": f"{BASE}/4"})
+    respx.mock.get(f"{BASE}/4").respond(200, html=page("step4.html"))
+    result, requests = await run(target(planning=None))
+    assert (result.outcome, result.detail) == (Outcome.AVAILABLE, "first_free_slot_offered")
+    assert result.first_slot_at is None and requests == 3
+    assert not any(
+        c.request.method == "POST" and c.request.url.path.endswith("/4") for c in respx.mock.calls
+    )
+
+
+@respx.mock
+async def test_cloudflare_403_is_blocked_with_its_own_detail() -> None:
+    respx.mock.get(f"{BASE}/0").respond(403, html=page("cloudflare_challenge.html"))
+    result, _ = await run()
+    assert (result.outcome, result.detail) == (Outcome.BLOCKED, "cloudflare_challenge")
+
+
+@pytest.mark.parametrize("adapter", ["legacy_booking", "demarches_simplifiees", "eappointment"])
+def test_classify_command_with_url_on_every_fixture(adapter: str) -> None:
+    """`observatoire classify --adapter NAME [--url URL] FILE`, as an operator runs it on
+    saved pages: the outcome and detail of each contract fixture."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from observatoire.cli import app
+
+    folder = PAGES.parent / adapter
+    expected = yaml.safe_load((folder / "expected.yaml").read_text("utf-8"))
+    for name, want in expected.items():
+        args = ["classify", "--adapter", adapter, str(folder / name)]
+        if "url" in want:
+            args += ["--url", want["url"]]
+        run_ = CliRunner().invoke(app, args)
+        assert run_.exit_code == 0, (name, run_.output)
+        got = json.loads(run_.stdout)
+        assert got["outcome"] == want["outcome"], (name, got)
+        if "detail" in want:
+            assert got["detail"] == want["detail"], (name, got)

@@ -24,6 +24,7 @@ from .conftest import DEMO_CONFIG
 EXPECTED = {
     "open": Outcome.AVAILABLE,
     "no_slot": Outcome.NO_SLOT,
+    "no_calendar": Outcome.NO_SLOT,
     "missing": Outcome.PROCEDURE_MISSING,
     "retired": Outcome.ERROR,
     "closed": Outcome.ERROR,
@@ -38,6 +39,7 @@ async def test_outcomes_match_ground_truth(
     adapter = get_adapter("legacy_booking")
     policy = PolitePolicy("observatoire/test (+https://example.org)", 0.0, 5.0)
     seen: dict[Outcome, int] = {}
+    states_seen: set[str] = set()
     start = clock.now()
     try:
         # Hours picked across the anchor's "missing" and "closed" periods and a normal one.
@@ -62,6 +64,9 @@ async def test_outcomes_match_ground_truth(
                     seen[result.outcome] = seen.get(result.outcome, 0) + 1
                     continue
                 assert result.outcome is EXPECTED[truth.state], (target.id, truth, result)
+                if truth.state == "no_calendar":
+                    assert result.detail == "no_calendar"
+                states_seen.add(truth.state)
                 if truth.state == "open":
                     assert result.first_slot_at is not None
                     assert result.first_slot_at == datetime.fromisoformat(truth.first_slot)
@@ -71,6 +76,7 @@ async def test_outcomes_match_ground_truth(
                 seen[result.outcome] = seen.get(result.outcome, 0) + 1
     finally:
         await policy.aclose()
+    assert {"no_calendar", "open", "no_slot"} <= states_seen, states_seen
     assert set(seen) >= {
         Outcome.AVAILABLE,
         Outcome.NO_SLOT,
@@ -141,3 +147,69 @@ async def test_politeness_delay_is_kept_between_requests(simulator: RunningSimul
     elapsed = time.monotonic() - t0
     assert session.requests_made >= 3
     assert elapsed >= 0.15 * (session.requests_made - 1)
+
+
+async def _probe(sim: RunningSimulator, clock: VirtualClock, target):  # type: ignore[no-untyped-def]
+    policy = PolitePolicy("observatoire/test (+https://example.org)", 0.0, 5.0)
+    session = policy.session()
+    try:
+        return await get_adapter("legacy_booking").probe(target, ProbeContext(session, clock))
+    finally:
+        await session.aclose()
+        await policy.aclose()
+
+
+async def test_step4_jump_is_read_as_slots_and_dated_from_the_calendar(
+    simulator: RunningSimulator, clock: VirtualClock
+) -> None:
+    """Essonne's form jumps to step 4 ("Première plage horaire libre") when slots exist:
+    the robot follows the module's own redirect, reads the calendar and never presses
+    the button."""
+    config = load_config(DEMO_CONFIG, simulator_url=simulator.base_url)
+    target = config.target("91-renouvellement-14056")
+    start = clock.now()
+    jumped = 0
+    for hours in range(0, 72, 6):
+        clock.set(start + timedelta(hours=hours))
+        before = len(simulator.state.truth_records())
+        result = await _probe(simulator, clock, target)
+        truth = [r for r in simulator.state.truth_records()[before:] if r.state != "calendar"]
+        if truth[-1].path.endswith("/4"):
+            jumped += 1
+            assert truth[-1].state == "open"
+            assert result.outcome is Outcome.AVAILABLE, result
+            assert result.first_slot_at == datetime.fromisoformat(truth[-1].first_slot)
+            assert result.final_url and result.final_url.endswith("/4")
+        else:
+            assert result.outcome is Outcome.NO_SLOT, (truth, result)
+    assert jumped >= 2
+    assert simulator.state.conduct.report()["violations"] == []
+
+
+async def test_latin1_site_under_index_php_is_read(
+    simulator: RunningSimulator, clock: VirtualClock
+) -> None:
+    """Seine-Saint-Denis serves ISO-8859-1 declared only in <meta charset>, and the
+    module answers under /index.php/booking/create/… too."""
+    import dataclasses
+
+    config = load_config(DEMO_CONFIG, simulator_url=simulator.base_url)
+    plain = config.target("93-titre-sejour-9845")
+    target = dataclasses.replace(
+        plain, url=plain.url.replace("/booking/create/", "/index.php/booking/create/")
+    )
+    start = clock.now()
+    outcomes = set()
+    for hours in range(0, 96, 5):
+        clock.set(start + timedelta(hours=hours))
+        before = len(simulator.state.truth_records())
+        result = await _probe(simulator, clock, target)
+        truth = [r for r in simulator.state.truth_records()[before:] if r.state != "calendar"]
+        assert "/index.php/booking/create/9845/" in truth[-1].path
+        expected = {"open": Outcome.AVAILABLE, "no_slot": Outcome.NO_SLOT}[truth[-1].state]
+        assert result.outcome is expected, (truth[-1], result)
+        assert result.page is not None and b"\xe9" in result.page  # latin-1 bytes on the wire
+        outcomes.add(result.outcome)
+        if len(outcomes) == 2:
+            break
+    assert outcomes == {Outcome.AVAILABLE, Outcome.NO_SLOT}

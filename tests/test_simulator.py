@@ -67,20 +67,19 @@ def test_rdv_prefecture_captcha_paths(simulator: RunningSimulator) -> None:
     base = "/www.rdv-prefecture.interieur.gouv.fr/rdvpref/reservation/demarche/4418"
     assert "Prendre un rendez-vous" in c.get(f"{base}/").text
     cgu = c.get(f"{base}/cgu/").text
-    assert "<rdv-captchetat" in cgu and 'id="captchaFormulaireExtInput"' in cgu
-    assert 'id="captchaFR_SoundLink"' in cgu
-    captcha_id = re.search(r'name="captchaId" value="(\w+)"', cgu).group(1)
+    # The 2025 widget (more in tests/test_rdv_prefecture.py).
+    assert 'class="captcha' in cgu and 'id="captchaFormulaireExtInput"' in cgu
+    assert 'src="data:image/png;base64,' in cgu
+    captcha_id = re.search(r'name="captchaId" value="([\w-]+)"', cgu).group(1)
     answer = simulator.state.rdvpref.answer(captcha_id)
     assert answer not in cgu  # never readable from the page
-    image = c.get(f"{base}/captcha/{captcha_id}.svg")
-    assert image.headers["content-type"] == "image/svg+xml"
     wrong = c.post(
         f"{base}/_validerCaptcha",
         data={"captchaId": captcha_id, "captchaUsercode": "NOPE"},
         follow_redirects=True,
     )
     assert "error=invalidCaptcha" in str(wrong.url) and "est incorrect" in wrong.text
-    captcha_id = re.search(r'name="captchaId" value="(\w+)"', wrong.text).group(1)
+    captcha_id = re.search(r'name="captchaId" value="([\w-]+)"', wrong.text).group(1)
     hook = c.get(f"/_sim/captcha/{captcha_id}").json()["answer"]
     slots = c.post(
         f"{base}/_validerCaptcha",
@@ -198,3 +197,120 @@ def test_overloaded_page_is_blocked_for_the_robot(
 
     result = asyncio.run(go())
     assert (result.outcome.value, result.detail) == ("blocked", "overloaded")
+
+
+# -- the real pages (platforms.md §1, §3, §4, §2 "Blocking") ---------------------------
+def test_legacy_no_slot_page_latin1_and_index_php(
+    simulator: RunningSimulator, clock: VirtualClock
+) -> None:
+    c = client(simulator)
+    ssd = "/www.seine-saint-denis.gouv.fr/index.php/booking/create/9845"
+    first = c.get(f"{ssd}/0")
+    # ISO-8859-1 declared only in the page's <meta>, not in the Content-Type.
+    assert first.headers["content-type"] == "text/html"
+    assert b'<meta charset="iso-8859-1">' in first.content
+    assert "Cordonnées" in first.content.decode("iso-8859-1")
+    assert f'action="{ssd}/0"' in first.content.decode("iso-8859-1")
+    # "pas calendrier" right after the conditions, in a ul.error list.
+    clock.set(T0 - timedelta(days=3))
+    assert c.post(f"{ssd}/0", data={"condition": "on"}).headers["location"] == f"{ssd}/1"
+    page = c.get(f"{ssd}/1").content.decode("iso-8859-1")
+    assert re.search(r'<ul class="error"><li>Il n&#039;y a pas calendrier disponible', page)
+    # The no-slot result page has its "Terminer" button.
+    clock.set(T0)
+    hauts = "/pprdv.interieur.gouv.fr/booking/create/948"
+    c.get(f"{hauts}/0")
+    c.post(f"{hauts}/0", data={"condition": "on"})
+    result = c.get(f"{hauts}/2").text
+    assert "Il n&#039;existe plus de plage horaire libre" in result
+    assert 'name="finishButton" class="Bbutton" value="Terminer"' in result
+
+
+def test_legacy_jump_to_step4(simulator: RunningSimulator, clock: VirtualClock) -> None:
+    c = client(simulator)
+    evry = "/www.essonne.gouv.fr/booking/create/14056"
+    for hours in range(0, 48, 3):
+        clock.set(T0 + timedelta(hours=hours))
+        c.cookies.clear()
+        c.get(f"{evry}/0")
+        location = c.post(f"{evry}/0", data={"condition": "on"}).headers["location"]
+        if location.endswith("/4"):
+            page = c.get(location).text
+            assert 'value="Première plage horaire libre"' in page
+            assert f'action="{evry}/4"' in page and "etape_4r.png" in page
+            break
+        assert location.endswith("/2")
+    else:
+        raise AssertionError("the form never jumped to step 4")
+    assert simulator.state.conduct.report()["violations"] == []
+    c.post(f"{evry}/4", data={"nextButton": "Première plage horaire libre"})
+    assert simulator.state.conduct.report()["violations"]  # pressing it goes too far
+
+
+def test_eappointment_pages(simulator: RunningSimulator) -> None:
+    c = client(simulator)
+    base = "/rdv-etrangers-94.interieur.gouv.fr/eAppointmentpref94"
+    entry = c.get(f"{base}/element/jsp/specific/pref94.jsp").text
+    assert 'id="CPId" name="CP"' in entry
+    assert '<input type="button" value="Continuer" class="btn btn-primary"' in entry
+    assert "Veuillez saisir un code postal valide." in entry  # the page's own alert
+    assert "appointment.do?sitekey=" in entry and '"94000": "P941"' in entry
+    moved = c.get(f"{base}/appointment.do", params={"sitekey": "P941"})
+    assert moved.status_code == 302
+    motives = c.get(f"{base}/element/jsp/appointment.jsp").text
+    assert 'name="selectedMotiveKeyList"' in motives and 'id="nextButtonId"' in motives
+    assert 'id="previousButtonId"' in motives and "alert(reply.message)" in motives
+    replies = []
+    for key in ("TITRE_SEJOUR", "ETUDIANT"):
+        reply = c.post(
+            f"{base}/dwr/call/plaincall/AjaxMotive.motiveMultiSiteSubmit.dwr",
+            content=f"c0-param0={key}",
+            headers={"Content-Type": "text/plain"},
+        ).json()
+        replies.append(reply)
+        if not reply["foundAvailabilities"]:
+            assert reply["message"] == (
+                "Aucun rendez-vous n'est possible pour les motifs selectionnnés ou le "
+                "créneau horaire séléctionné."
+            )
+    dates = c.get(f"{base}/element/jsp/appointmentDate.jsp").text
+    assert 'id="dayValueId" name="dayValue"' in dates and 'id="hourValueSelect"' in dates
+    assert 'class="ui-datepicker-group"' in dates and "ui-datepicker-month" in dates
+    assert 'id="timeareaempty"' in dates
+
+
+def test_demarches_redirects(simulator: RunningSimulator, clock: VirtualClock) -> None:
+    c = client(simulator)
+    site = "/www.demarches-simplifiees.fr"
+    rhone = "premiere-demande-titre-sejour-prefecture-rhone"
+    opened = c.get(f"{site}/commencer/{rhone}")
+    assert opened.status_code == 200 and "Commencer la démarche" in opened.text
+    assert "FranceConnect" in opened.text and "J’ai déjà un compte" in opened.text
+    clock.set(T0 - timedelta(days=20))
+    closed = c.get(f"{site}/commencer/{rhone}")
+    assert (closed.status_code, closed.headers["location"]) == (302, f"{site}/fermeture/{rhone}")
+    heading = c.get(f"{site}/fermeture/{rhone}").text
+    assert re.search(r"<h1>La démarche .+ est close depuis le \d+ \w+ 2026</h1>", heading)
+    clock.set(T0 - timedelta(days=5))
+    absent = c.get(f"{site}/commencer/renouvellement-apres-aes-meurthe-et-moselle")
+    assert (absent.status_code, absent.headers["location"]) == (302, f"{site}/")
+    home = c.get(f"{site}/").text
+    assert '<div id="flash_messages">' in home and "La démarche n’existe pas" in home
+    assert "n’existe pas" not in c.get(f"{site}/").text  # a flash is shown once
+    replaced = c.get(f"{site}/commencer/titre-sejour-rhone-2024")
+    assert replaced.headers["location"] == f"{site}/commencer/{rhone}"
+
+
+@pytest.mark.parametrize("kind", ["cloudflare_block", "cloudflare_challenge"])
+def test_cloudflare_faults(simulator: RunningSimulator, kind: str) -> None:
+    simulator.set_faults([{"kind": kind}])
+    page = client(simulator).get(f"{LEGACY}/0")
+    assert page.status_code == 403
+    if kind == "cloudflare_block":
+        assert "<title>Attention Required! | Cloudflare</title>" in page.text
+        assert "Sorry, you have been blocked" in page.text and "Cloudflare Ray ID" in page.text
+        assert 'id="cf-wrapper"' in page.text and 'id="cf-error-details"' in page.text
+    else:
+        assert "<title>Just a moment...</title>" in page.text
+        assert "Verify you are human" in page.text and "_cf_chl_opt" in page.text
+        assert 'name="cf-turnstile-response"' in page.text and "Ray ID" in page.text

@@ -16,7 +16,7 @@ from observatoire.publish import publish_dir
 from observatoire.rollups import rebuild
 from observatoire.site import SiteContext, build_site
 
-from .test_stats import add_probe, add_target
+from .test_stats import add_probe, add_target, mixed  # noqa: F401  (fixture)
 
 
 @pytest.fixture
@@ -71,10 +71,17 @@ def test_failed_build_leaves_previous_site_intact(tmp_path: Path) -> None:
 
 
 def test_publish_over_a_plain_folder(tmp_path: Path) -> None:
+    from observatoire.publish import PublishRefused
+
     out = tmp_path / "site"
     out.mkdir()
     (out / "old.html").write_text("old")
-    publish_dir(out, lambda d: (d / "index.html").write_text("new"))
+    # Not ours (no marker): refused, left as it was (tests/test_no_destruction.py).
+    with pytest.raises(PublishRefused):
+        publish_dir(out, lambda d: (d / "index.html").write_text("new"))
+    assert not out.is_symlink() and (out / "old.html").read_text() == "old"
+    (out / "old.html").unlink()
+    publish_dir(out, lambda d: (d / "index.html").write_text("new"))  # empty: fine
     assert out.is_symlink() and (out / "index.html").read_text() == "new"
 
 
@@ -93,3 +100,62 @@ def test_export_csv(small, tmp_path: Path) -> None:  # type: ignore[no-untyped-d
     assert list(targets["department"]) == ["2A"]
     with Session(small) as s:
         assert s.query(TargetRow).count() == 1
+
+
+def test_unreliable_months_reach_the_site_and_the_csv(mixed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    from frictionless import validate
+
+    built = datetime(2026, 5, 2, tzinfo=UTC)
+    export_all(mixed, tmp_path / "export")
+    index = build_site(
+        mixed, tmp_path / "site", SiteContext(False, built), open_data=tmp_path / "export"
+    )
+    site = index.parent
+    home = index.read_text("utf-8")
+    # National figure (April 2026 is the last complete month): its one target-month is
+    # unreliable; the ranking says which department includes one.
+    assert "1 mois-page, dont 1 mois peu fiable" in home
+    march = (site / "archives" / "2026-03.html").read_text("utf-8")
+    assert "3 mois-pages, dont 1 mois peu fiable" in march
+    hauts = (site / "departements" / "92.html").read_text("utf-8")
+    assert "fiabilité réduite : 10,5\u202f% de pages non reconnues" in hauts
+    assert "dont 1 mois peu fiable sur 2" in hauts
+    corsica = (site / "departements" / "2A.html").read_text("utf-8")
+    assert "fiabilité réduite : 100,0\u202f% de pages non reconnues" in corsica  # April
+    # March: 10 unrecognized out of 100 probes is exactly 10 %: shown, not flagged.
+    assert "10,0\u202f% de pages non reconnues" in corsica
+    assert "fiabilité réduite : 10,0" not in corsica
+    method = (site / "methodologie.html").read_text("utf-8")
+    assert 'id="mois-peu-fiables"' in method and "dépassent strictement 10" in method
+
+    stats = pd.read_csv(site / "donnees" / "stats_target.csv", dtype={"department": str})
+    flagged = stats[stats["unreliable"]]
+    assert sorted(zip(flagged["target"], flagged["month"], strict=True)) == [
+        ("2a-c", "2026-04"),
+        ("92-a", "2026-03"),
+    ]
+    deps = pd.read_csv(site / "donnees" / "stats_department.csv", dtype={"department": str})
+    assert (
+        deps.set_index(["department", "month"]).loc[("92", "2026-03"), "unreliable_target_months"]
+        == 1
+    )
+    assert validate(str(site / "donnees" / "datapackage.json")).valid
+
+
+def test_site_build_does_not_export_open_data(small, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The open data is computed by `export` (and `publish`), never as a side effect of
+    the site build, which only publishes a copy of an existing export."""
+    alone = build_site(small, tmp_path / "alone", SiteContext(False, datetime.now(UTC))).parent
+    assert sorted(p.name for p in (alone / "donnees").iterdir()) == ["index.html"]
+    assert "observatoire export" in (alone / "donnees" / "index.html").read_text("utf-8")
+    export_all(small, tmp_path / "export")
+    before = (tmp_path / "export" / "datapackage.json").read_bytes()
+    site = build_site(
+        small,
+        tmp_path / "site",
+        SiteContext(False, datetime.now(UTC)),
+        open_data=tmp_path / "export",
+    ).parent
+    assert (site / "donnees" / "datapackage.json").read_bytes() == before  # a copy
+    assert (site / "donnees" / "probes.csv").exists()
+    assert "stats_procedure.csv" in (site / "donnees" / "index.html").read_text("utf-8")

@@ -219,3 +219,65 @@ def test_episode_table(week) -> None:  # type: ignore[no-untyped-def]
     assert eps.iloc[1]["end_at"] == datetime(2026, 3, 4, 9, 0, tzinfo=UTC)
     assert eps.iloc[1]["duration_days"] == pytest.approx(1.0)
     assert eps.iloc[2]["duration_days"] == pytest.approx(1.0)  # ongoing, to `now`
+
+
+@pytest.fixture
+def mixed(engine):  # type: ignore[no-untyped-def]
+    """Unreliable months at the boundary: 92-a has 11 unrecognized pages out of 100 probes
+    in March (11 %), 92-b exactly 10 out of 100 (10 %), 2a-c 10 % in March and 1 out of
+    1 in April."""
+    start = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
+    plan = {
+        "92-a": [("unrecognized", 11), ("no_slot", 89)],
+        "92-b": [("unrecognized", 10), ("available", 90)],
+        "2a-c": [("unrecognized", 10), ("blocked", 5), ("no_slot", 85)],
+    }
+    with Session(engine) as s, s.begin():
+        add_target(s, "92-a", "92", "Hauts-de-Seine")
+        add_target(s, "92-b", "92", "Hauts-de-Seine")
+        add_target(s, "2a-c", "2A", "Corse-du-Sud")
+        for tid, parts in plan.items():
+            hour = 0
+            for outcome, count in parts:
+                for _ in range(count):
+                    add_probe(s, tid, (start + timedelta(hours=hour)).isoformat(), outcome)
+                    hour += 1
+        add_probe(s, "2a-c", "2026-04-10T10:00:00+00:00", "unrecognized")
+    rebuild(engine)
+    return engine
+
+
+def test_unreliable_target_months_at_the_boundary(mixed) -> None:  # type: ignore[no-untyped-def]
+    targets = monthly_stats(mixed, "target")
+    eleven = row(targets, target_id="92-a", month="2026-03")
+    assert eleven["unrecognized_share"] == pytest.approx(0.11)
+    assert bool(eleven["unreliable"]) is True
+    assert (eleven["target_months"], eleven["unreliable_target_months"]) == (1, 1)
+    ten = row(targets, target_id="92-b", month="2026-03")
+    assert ten["unrecognized_share"] == pytest.approx(0.10)
+    assert bool(ten["unreliable"]) is False and ten["unreliable_target_months"] == 0
+    # The share is of every probe, blocked ones included: 10 / 100, not 10 / 95.
+    corsica = row(targets, target_id="2a-c", month="2026-03")
+    assert bool(corsica["unreliable"]) is False
+    assert bool(row(targets, target_id="2a-c", month="2026-04")["unreliable"]) is True
+
+    deps = monthly_stats(mixed, "department")
+    hauts = row(deps, department="92", month="2026-03")
+    assert (hauts["target_months"], hauts["unreliable_target_months"]) == (2, 1)
+    assert hauts["unrecognized_share"] == pytest.approx(21 / 200)
+    assert bool(hauts["unreliable"]) is True
+    national = monthly_stats(mixed, "national")
+    march = row(national, month="2026-03")
+    assert (march["target_months"], march["unreliable_target_months"]) == (3, 1)
+    april = row(national, month="2026-04")
+    assert (april["target_months"], april["unreliable_target_months"]) == (1, 1)
+
+
+def test_reliable_months_are_not_flagged(filled) -> None:  # type: ignore[no-untyped-def]
+    frame = monthly_stats(filled, "department")
+    march = row(frame, department="92", month="2026-03")
+    assert bool(march["unreliable"]) is False and march["unreliable_target_months"] == 0
+    assert march["target_months"] == 2
+    # 2A in March: 1 unrecognized out of 2 probes (50 %): unreliable.
+    corsica = row(frame, department="2A", month="2026-03")
+    assert bool(corsica["unreliable"]) is True and corsica["unreliable_target_months"] == 1

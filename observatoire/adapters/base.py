@@ -8,6 +8,7 @@ positively recognised message may ever become `no_slot`.
 
 from __future__ import annotations
 
+import codecs
 import re
 import unicodedata
 from abc import ABC, abstractmethod
@@ -59,6 +60,82 @@ def page_text(doc: lxml_html.HtmlElement) -> str:
     return normalize_text(doc.text_content())
 
 
+_HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", re.I)
+_META_CHARSET = re.compile(rb"<meta[^>]+?charset\s*=\s*[\"']?\s*([A-Za-z0-9_.:-]+)", re.I | re.S)
+
+
+def _codec(name: str | None) -> str | None:
+    if not name:
+        return None
+    try:
+        return codecs.lookup(name.strip()).name
+    except LookupError:
+        return None
+
+
+def decode_page(data: bytes, content_type: str | None = None) -> str:
+    """A page's text in the encoding the site declared: the `Content-Type` charset first,
+    else a `<meta charset>` (or `http-equiv`) near the top, else UTF-8.
+
+    Old eZ Publish sites serve ISO-8859-1 declared only in a `<meta>`; read as UTF-8,
+    "ultérieurement" would become "ult\ufffdrieurement" and the message would not
+    match. The same function serves live pages and saved evidence (`classify`), so a
+    page is read the same way whenever it is read. Bytes that do not decode are
+    replaced (never guessed), so a mislabelled page fails to match rather than match.
+    """
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="replace")
+    codec = None
+    if content_type:
+        match = _HEADER_CHARSET.search(content_type)
+        codec = _codec(match.group(1)) if match else None
+    if codec is None:
+        match = _META_CHARSET.search(data[:4096])
+        codec = _codec(match.group(1).decode("ascii", "replace")) if match else None
+    return data.decode(codec or "utf-8", errors="replace")
+
+
+def response_text(response: httpx.Response) -> str:
+    """An httpx response's page, decoded as the site declared it (see decode_page)."""
+    return decode_page(response.content, response.headers.get("content-type"))
+
+
+_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
+HIDDEN_XPATH = "//*[@hidden or @style]"
+
+
+def drop_hidden(doc: lxml_html.HtmlElement) -> list[str]:
+    """Remove the elements a visitor cannot see (inline `display:none` or
+    `visibility:hidden`, the `hidden` attribute) and return their texts, folded.
+
+    A message that only a parser sees is not the platform telling a visitor anything:
+    a no-slot sentence hidden in a page that offers to continue must not count. The
+    returned texts let the caller say *why* a page was refused (the message was there,
+    but hidden). Stylesheets are not evaluated: only what the markup itself hides."""
+    hidden: list[str] = []
+    dropped: set[lxml_html.HtmlElement] = set()
+    for element in doc.xpath(HIDDEN_XPATH):
+        style = element.get("style") or ""
+        if element.get("hidden") is None and not _HIDDEN_STYLE.search(style):
+            continue
+        if any(ancestor in dropped for ancestor in element.iterancestors()):
+            continue  # gone with a hidden ancestor
+        for bad in element.xpath(".//script|.//style"):
+            bad.drop_tree()
+        hidden.append(normalize_text(element.text_content()))
+        dropped.add(element)
+        if element.getparent() is not None:
+            element.drop_tree()
+    return hidden
+
+
+def visible_text(doc: lxml_html.HtmlElement) -> tuple[str, list[str]]:
+    """The page's visible text (hidden elements, scripts and styles removed) and the
+    texts that were hidden. Mutates `doc`."""
+    hidden = drop_hidden(doc)
+    return page_text(doc), hidden
+
+
 def parse_html(body: str) -> lxml_html.HtmlElement:
     if not body.strip():
         raise ProbeStop(ProbeResult(Outcome.UNRECOGNIZED, "empty_page"))
@@ -83,13 +160,45 @@ CAPTCHA_WIDGET = (
     "//*[contains(translate(concat(@id, ' ', @name, ' ', @class, ' ', @src), "
     "'CAPTH', 'capth'), 'captcha')] | //rdv-captchetat"
 )
+#: Cloudflare's block page (platforms.md §2 "Blocking"): its ids, heading and footer.
+CLOUDFLARE_BLOCK_XPATH = "//*[@id='cf-wrapper' or @id='cf-error-details']"
+CLOUDFLARE_BLOCK_TEXT = re.compile(r"sorry, you have been blocked|cloudflare ray id", re.I)
+#: Cloudflare's managed challenge: the Turnstile answer field, the challenge options
+#: object, the "Just a moment..." title.
+CLOUDFLARE_CHALLENGE_XPATH = (
+    "//input[@name='cf-turnstile-response'] | //*[@id='challenge-form'] | "
+    "//script[contains(., '_cf_chl_opt')] | //title[starts-with(normalize-space(.), "
+    "'Just a moment')]"
+)
+CLOUDFLARE_CHALLENGE_TEXT = re.compile(
+    r"_cf_chl_opt|cf-turnstile-response|verify you are human.*ray id", re.I | re.S
+)
+
+
+def cloudflare_sign(doc: lxml_html.HtmlElement | None, text: str) -> str | None:
+    """`cloudflare_block` or `cloudflare_challenge` when the page is Cloudflare's, with
+    whatever status it came (a 200 included)."""
+    if doc is not None:
+        if doc.xpath(CLOUDFLARE_CHALLENGE_XPATH):
+            return "cloudflare_challenge"
+        if doc.xpath(CLOUDFLARE_BLOCK_XPATH):
+            return "cloudflare_block"
+    if CLOUDFLARE_CHALLENGE_TEXT.search(text):
+        return "cloudflare_challenge"
+    if CLOUDFLARE_BLOCK_TEXT.search(text):
+        return "cloudflare_block"
+    return None
 
 
 def blocked_sign(doc: lxml_html.HtmlElement | None, text: str) -> str | None:
-    """A page that stands between the robot and the answer: captcha, waiting room, WAF.
+    """A page that stands between the robot and the answer: Cloudflare, captcha, waiting
+    room, WAF.
 
     A captcha is recognised by its widget or by a heading, not by a mention in a
     progress bar (the legacy module lists "Contrôle de sécurité" on every step)."""
+    cloudflare = cloudflare_sign(doc, text)
+    if cloudflare:
+        return cloudflare
     if doc is not None:
         if doc.xpath(CAPTCHA_WIDGET):
             return "captcha"
@@ -107,12 +216,17 @@ def blocked_sign(doc: lxml_html.HtmlElement | None, text: str) -> str | None:
 STAMP = "//*[@data-observatoire='stamp']"
 
 
-def read_saved_page(page: bytes) -> tuple[lxml_html.HtmlElement, str]:
+def read_saved_page(
+    page: bytes, content_type: str | None = None
+) -> tuple[lxml_html.HtmlElement, str]:
     """A saved page's document and text, for `classify`. Raises ProbeStop when the page
-    cannot be read (`unrecognized`) or shows a captcha, WAF or waiting room (`blocked`)."""
-    doc = parse_html(page.decode("utf-8", errors="replace"))
+    cannot be read (`unrecognized`) or shows a captcha, WAF or waiting room (`blocked`).
+
+    The page is decoded as it declares itself (decode_page), as a live page is."""
+    doc = parse_html(decode_page(page, content_type))
+    raw = lxml_html.tostring(doc, encoding="unicode")
     text = page_text(doc)
-    sign = blocked_sign(doc, text)
+    sign = blocked_sign(doc, text) or cloudflare_sign(None, raw)
     if sign:
         raise ProbeStop(ProbeResult(Outcome.BLOCKED, sign, page=page))
     return doc, text
@@ -128,7 +242,17 @@ def status_result(
     status: int, final_url: str | None, page: bytes | None = None
 ) -> ProbeResult | None:
     """The outcome an HTTP status imposes whatever the platform: 403/429 are `blocked`,
-    other 4xx and 5xx are `error`; None when the page must be read."""
+    other 4xx and 5xx are `error`; None when the page must be read.
+
+    A Cloudflare block or challenge page (403, or 503 for the older challenge) is
+    `blocked` with its own detail: it measures the site's defences, not its health."""
+    if status in (403, 503) and page:
+        raw = decode_page(page[:65536])
+        sign = cloudflare_sign(None, raw)
+        if sign:
+            return ProbeResult(
+                Outcome.BLOCKED, sign, http_status=status, final_url=final_url, page=page
+            )
     if status in (403, 429):
         return ProbeResult(
             Outcome.BLOCKED, f"http:{status}", http_status=status, final_url=final_url, page=page

@@ -9,10 +9,18 @@ An observation abandoned or left idle records nothing either.
 Rules of conduct are the robot's usual ones: every request goes through the shared
 polite gates (one at a time per host, minimum delay, Retry-After), the slot page is the
 last page loaded, and the assist server runs one observation per host at a time.
+
+Looking again (issue 17): with `keep_session`, the robot keeps the slot page open after
+recording it, while the platform's own session lasts. "Regarder à nouveau" re-reads
+that page once per click of the volunteer, and each look is stored as its own assisted
+probe: this is how a volunteer sees how long released slots last. There is never an
+automatic reload, and no captcha is reused beyond the platform's session: when the
+platform answers with its conditions page again, the volunteer gets a new captcha.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 import time
@@ -27,7 +35,7 @@ from sqlalchemy import Engine
 from observatoire.adapters import get_adapter
 from observatoire.adapters.base import ProbeStop
 from observatoire.adapters.browser_support import browser_error_detail
-from observatoire.adapters.rdv_prefecture import Captcha, RdvPrefectureAdapter
+from observatoire.adapters.rdv_prefecture import ANSWER_INPUT, Captcha, RdvPrefectureAdapter
 from observatoire.browser import BrowserPool, BrowserUnavailable
 from observatoire.clock import Clock
 from observatoire.config import Target
@@ -50,6 +58,10 @@ class State(StrEnum):
     FAILED = "failed"  # the robot could not run (no browser): nothing recorded
 
 
+#: Outcomes read on the slot page itself: only then is there a page to look at again.
+SLOT_PAGE_OUTCOMES = (Outcome.AVAILABLE, Outcome.NO_SLOT)
+
+
 @dataclass
 class AssistServices:
     """What every observation of one `assist` process shares."""
@@ -62,7 +74,14 @@ class AssistServices:
 
 
 class Observation:
-    def __init__(self, services: AssistServices, target: Target, volunteer: str) -> None:
+    def __init__(
+        self,
+        services: AssistServices,
+        target: Target,
+        volunteer: str,
+        *,
+        keep_session: bool = False,
+    ) -> None:
         self.id = secrets.token_urlsafe(12)
         self.services = services
         self.target = target
@@ -82,15 +101,77 @@ class Observation:
         self._t0 = 0.0
         self._http: HttpSession | None = None
         self._page: Page | None = None
+        self._audio: tuple[bytes, str] | None = None
+        self._audio_lock = asyncio.Lock()
         self._stack = contextlib.AsyncExitStack()
+        #: Keep the slot page open after recording it, for "Regarder à nouveau".
+        self.keep_session = keep_session
+        #: The platform's session is still open on the slot page.
+        self.session_open = False
+        #: Looks recorded in this observation (each one a probe), and their probe ids.
+        self.looks = 0
+        self.probe_ids: list[int] = []
 
     @property
     def finished(self) -> bool:
-        return self.state in (State.RECORDED, State.ABANDONED, State.FAILED)
+        """Nothing more can happen: an open session can still be looked at again."""
+        if self.state is State.RECORDED:
+            return not self.session_open
+        return self.state in (State.ABANDONED, State.FAILED)
+
+    @property
+    def can_look_again(self) -> bool:
+        return self.state is State.RECORDED and self.session_open and self._page is not None
+
+    async def look_again(self) -> None:
+        """One click of "Regarder à nouveau": re-read the slot page in the platform's
+        session and record it as a new assisted probe. If the platform's session has
+        ended (its conditions page comes back), the volunteer gets a new captcha."""
+        if not self.can_look_again or self._page is None:
+            return
+        self.last_activity = time.monotonic()
+        self._started_at = self.services.clock.now()
+        self._t0 = time.monotonic()
+        self.wrong_answers = 0
+        self._requests_before = self.requests_made
+        page = self._page
+        try:
+            await page.reload(wait_until="domcontentloaded")
+            if await page.query_selector(ANSWER_INPUT):
+                self.captcha = await self.adapter._captcha(  # noqa: SLF001
+                    page, self.timeout, session_expired=True
+                )
+                self._audio = None
+                self.session_open = False
+                self.result = None
+                self.state = State.CAPTCHA
+                self.message = (
+                    "La session sur le site a expiré : recopiez le nouveau code pour "
+                    "regarder à nouveau."
+                )
+                return
+            outcome = await self.adapter.read_slot_page(
+                page, self.timeout, self.services.clock.now(), self.target
+            )
+        except Exception as exc:  # noqa: BLE001
+            await self._conclude(await self._result_of(exc))
+            return
+        self.message = ""
+        await self._conclude(outcome)
+
+    async def close_session(self) -> None:
+        """Leave the platform (the volunteer is done looking)."""
+        self.session_open = False
+        await self.close()
 
     @property
     def requests_made(self) -> int:
         return self._http.requests_made if self._http is not None else 0
+
+    @property
+    def _look_requests(self) -> int:
+        """Requests of the current look only (a kept session serves several looks)."""
+        return self.requests_made - getattr(self, "_requests_before", 0)
 
     @property
     def timeout(self) -> float:
@@ -121,7 +202,7 @@ class Observation:
         self.last_activity = time.monotonic()
         try:
             outcome = await self.adapter.submit_answer(
-                self._page, text, self.timeout, self.services.clock.now()
+                self._page, text, self.timeout, self.services.clock.now(), self.target
             )
         except Exception as exc:  # noqa: BLE001
             await self._conclude(await self._result_of(exc))
@@ -135,24 +216,40 @@ class Observation:
                 )
                 return
             self.captcha = outcome
-            self.message = "Le site a refusé ce code. Voici un nouveau code."
+            self._audio = None
+            self.message = (
+                "La session sur le site avait expiré : voici un nouveau code."
+                if outcome.session_expired
+                else "Le site a refusé ce code. Voici un nouveau code."
+            )
             return
         await self._conclude(outcome)
 
     async def audio(self) -> tuple[bytes, str] | None:
+        """The captcha's audio, obtained by pressing the platform's own button in the
+        robot's page (the request a person's click makes). Kept for the current captcha:
+        a media player asks several times, the platform is asked once."""
         if self.state is not State.CAPTCHA or self._page is None or self.captcha is None:
             return None
-        if self.captcha.audio_url is None:
+        if not self.captcha.audio_via_button:
             return None
         self.last_activity = time.monotonic()
-        try:
-            return await self.adapter.audio(self._page, self.captcha.audio_url)
-        except (PlaywrightError, HostPaused):
-            return None
+        if self._audio is not None:
+            return self._audio
+        async with self._audio_lock:
+            if self._audio is None:
+                try:
+                    self._audio = await self.adapter.audio(self._page, self.timeout)
+                except (PlaywrightError, HostPaused, ProbeStop):
+                    return None
+        return self._audio
 
     async def abandon(
         self, message: str = "Observation abandonnée : rien n'a été enregistré."
     ) -> None:
+        if self.state is State.RECORDED:
+            await self.close_session()  # what was recorded stays recorded
+            return
         if self.finished:
             return
         self.state = State.ABANDONED
@@ -203,7 +300,7 @@ class Observation:
             started_at=started,
             finished_at=max(now, started),
             result=result,
-            requests_made=self.requests_made,
+            requests_made=self._look_requests,
             attempts=self.wrong_answers + 1,
             duration_ms=int((time.monotonic() - self._t0) * 1000),
             adapter=self.adapter.name,
@@ -211,8 +308,18 @@ class Observation:
             mode="assisted",
             volunteer=self.volunteer,
         )
-        await self.close()
+        keep = (
+            self.keep_session
+            and self._page is not None
+            and result.outcome in SLOT_PAGE_OUTCOMES
+            and result.detail != "captcha_first"
+        )
+        if not keep:
+            await self.close()
+        self.session_open = keep
         self.probe_id = save_probe(self.services.engine, self.services.evidence, record)
+        self.probe_ids.append(self.probe_id)
+        self.looks += 1
         self.result = result
         self.state = State.RECORDED
 

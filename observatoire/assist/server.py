@@ -23,9 +23,13 @@ from aiohttp import web
 
 from observatoire.assist.observation import AssistServices, Observation, State
 from observatoire.assist.pseudonym import BadPseudonym, check_pseudonym
-from observatoire.assist.queue import QueueEntry, assist_queue
+from observatoire.assist.queue import QueueEntry, assist_queue, assisted_targets
+from observatoire.captures.reception import CaptureService
+from observatoire.captures.routes import OWN_AUTH as CAPTURE_PATHS
+from observatoire.captures.routes import add_routes as add_capture_routes
 from observatoire.config import Target
 from observatoire.leases import acquire, extend, holder_id, release
+from observatoire.releases import announced, ics_feed
 from observatoire.site import OUTCOMES_FR, environment
 
 COOKIE = "observatoire_assist"
@@ -48,6 +52,10 @@ HEADERS = {
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Served without the token: the style sheet and the calendar feeds.
+PUBLIC_PATHS = frozenset({"/assist.css", "/calendrier.ics"})
+#: How far ahead the calendar feeds reach.
+FEED_HORIZON = timedelta(days=14)
 
 
 @dataclass
@@ -82,19 +90,31 @@ class AssistApp:
                 web.get("/observation/{oid}/capture.png", self.capture_image),
                 web.post("/observation/{oid}/reponse", self.answer),
                 web.post("/observation/{oid}/abandon", self.abandon),
+                web.post("/observation/{oid}/regarder", self.look_again),
+                web.post("/observation/{oid}/fermer", self.close_session),
+                web.get("/calendrier.ics", self.calendar),
+                web.get("/calendrier/{dept}.ics", self.calendar),
             ]
+        )
+        # Captures from people's own browsers (issue 21): their own token, own pages.
+        add_capture_routes(
+            app, CaptureService(self.services.engine, self.services.evidence), self.services.clock
         )
         app.on_cleanup.append(self._cleanup)
         return app
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(CAPTURE_PATHS):  # personal token, checked there
+            return await handler(request)
         given = request.query.get("jeton")
         if given is not None and hmac.compare_digest(given, self.token):
             response: web.StreamResponse = see_other("/")
             response.set_cookie(COOKIE, self.token, httponly=True, samesite="Strict")
-        elif request.path != "/assist.css" and not hmac.compare_digest(
-            request.cookies.get(COOKIE, ""), self.token
+        elif (
+            request.path not in PUBLIC_PATHS
+            and not request.path.startswith("/calendrier/")
+            and not hmac.compare_digest(request.cookies.get(COOKIE, ""), self.token)
         ):
             response = self._render("refus.html", status=403)
         else:
@@ -126,6 +146,8 @@ class AssistApp:
             message=message,
             busy=set(self.busy_hosts),
             overdue=_overdue_fr,
+            countdown=_countdown_fr,
+            departments=sorted({e.target.department for e in entries}),
         )
 
     async def css(self, request: web.Request) -> web.Response:
@@ -148,6 +170,11 @@ class AssistApp:
             return await self.queue_page(
                 request, message="Indiquez d'abord votre pseudonyme de bénévole."
             )
+        # The volunteer moves on: their sessions kept open for a new look are closed.
+        for other in list(self.observations.values()):
+            if other.session_open and other.volunteer == volunteer:
+                await other.close_session()
+                self._free(other)
         observation = await self._reserve(volunteer)
         if observation is None:
             return await self.queue_page(request, message=self._why_nothing())
@@ -197,6 +224,41 @@ class AssistApp:
                 await self._step(observation, observation.answer(text))
         return see_other(f"/observation/{observation.id}")
 
+    async def look_again(self, request: web.Request) -> web.StreamResponse:
+        """One click, one look: re-read the slot page in the platform's session and
+        record it (or show a new captcha if the session has ended)."""
+        observation = self._get(request)
+        if observation.can_look_again:
+            self._touch(observation)
+            await self._step(observation, observation.look_again())
+        else:
+            observation.message = "La session est fermée : observez à nouveau depuis la liste."
+        return see_other(f"/observation/{observation.id}")
+
+    async def close_session(self, request: web.Request) -> web.StreamResponse:
+        observation = self._get(request)
+        await observation.close_session()
+        self._free(observation)
+        return see_other(f"/observation/{observation.id}")
+
+    async def calendar(self, request: web.Request) -> web.Response:
+        """The iCalendar feed of announced releases (all, or one department): public
+        facts the platforms print, so no token is asked (a phone subscribes to it)."""
+        dept = request.match_info.get("dept")
+        ids = {t.id for t in assisted_targets(self.targets)}
+        now = self.services.clock.now()
+        items = [
+            a
+            for a in announced(self.services.engine, now, department=dept, horizon=FEED_HORIZON)
+            if a.target_id in ids
+        ]
+        name = "Mises en ligne annoncées" + (f" — département {dept}" if dept else "")
+        return web.Response(
+            text=ics_feed(items, name, now),
+            content_type="text/calendar",
+            charset="utf-8",
+        )
+
     async def abandon(self, request: web.Request) -> web.StreamResponse:
         observation = self._get(request)
         await observation.abandon()
@@ -236,7 +298,7 @@ class AssistApp:
                     continue
                 if not self._lease(entry, now):
                     continue
-                observation = Observation(self.services, entry.target, volunteer)
+                observation = Observation(self.services, entry.target, volunteer, keep_session=True)
                 self.observations[observation.id] = observation
                 self.busy_hosts[host] = observation.id
                 return observation
@@ -284,7 +346,10 @@ class AssistApp:
         now = time.monotonic()
         for oid, observation in list(self.observations.items()):
             idle = now - observation.last_activity
-            if not observation.finished and idle > self.idle_seconds:
+            if observation.session_open and idle > self.idle_seconds:
+                await observation.close_session()
+                self._free(observation)
+            elif not observation.finished and idle > self.idle_seconds:
                 await observation.abandon(
                     "Observation fermée après une longue inactivité : rien n'a été enregistré."
                 )
@@ -319,6 +384,16 @@ def _overdue_fr(entry: QueueEntry, now: datetime) -> str:
     if hours < 48:
         return f"en retard de {hours} h"
     return f"en retard de {hours // 24} jours"
+
+
+def _countdown_fr(entry: QueueEntry, now: datetime) -> str:
+    """ "dans 1 h 05", "dans 3 min", "il y a 12 min" — the countdown to a release."""
+    left = entry.release_in(now)
+    if left is None:
+        return ""
+    minutes = int(abs(left.total_seconds()) // 60)
+    text = f"{minutes // 60} h {minutes % 60:02d}" if minutes >= 60 else f"{minutes} min"
+    return f"il y a {text}" if left.total_seconds() < 0 else f"dans {text}"
 
 
 @contextlib.asynccontextmanager

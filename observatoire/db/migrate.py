@@ -1,14 +1,36 @@
-"""Alembic, driven from code so `observatoire db upgrade` works from any directory."""
+"""Alembic, driven from code so `observatoire db upgrade` works from any directory.
+
+Two `db upgrade` at once (a compose `migrate` service and an operator, two containers
+starting together) must not race: on SQLite a lock file beside the database, on
+PostgreSQL an advisory lock, is taken without waiting; the loser gets MigrationBusy
+("another process is migrating; retry"), not a raw SQL error from half a migration.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+#: pg_try_advisory_lock key: "observatoire migrations".
+ADVISORY_KEY = 0x0B5E_4A70_1E5
+
+
+class MigrationBusy(RuntimeError):
+    """Another process holds the migration lock of this database."""
+
+    def __init__(self) -> None:
+        super().__init__("another process is migrating this database; retry in a moment")
 
 
 def alembic_config(url: str | None = None) -> AlembicConfig:
@@ -25,9 +47,56 @@ def head_revision() -> str:
     return head
 
 
+@contextlib.contextmanager
+def migration_lock(url: str) -> Iterator[None]:
+    """Hold this database's migration lock, or raise MigrationBusy at once."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            yield
+            return
+        lock_path = Path(f"{parsed.database}.migrate.lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise MigrationBusy() from None
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+        return
+    if parsed.get_backend_name() == "postgresql":
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY})
+                if not got.scalar():
+                    raise MigrationBusy()
+                conn.commit()
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_KEY})
+                    conn.commit()
+        finally:
+            engine.dispose()
+        return
+    yield
+
+
 def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+    with migration_lock(url):
+        try:
+            command.upgrade(alembic_config(url), revision)
+        except OperationalError as exc:
+            # A migrator that predates the lock (an older version) may still race us.
+            if "locked" in str(exc.orig).lower() or "already exists" in str(exc.orig).lower():
+                raise MigrationBusy() from None
+            raise
 
 
 def downgrade(url: str, revision: str) -> None:
-    command.downgrade(alembic_config(url), revision)
+    with migration_lock(url):
+        command.downgrade(alembic_config(url), revision)

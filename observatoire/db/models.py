@@ -16,6 +16,8 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -94,6 +96,13 @@ class Probe(Base):
     release_last_week: Mapped[date | None] = mapped_column(Date)
     release_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     release_next_week: Mapped[date | None] = mapped_column(Date)
+    #: A follow-up probe (issue 17): an extra look scheduled because slots were seen or a
+    #: release was announced. Kept out of the rollups, so the outcome shares and the
+    #: coverage of the regular schedule are not biased towards the moments slots exist.
+    followup: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: Manual probes (mode `manual`, issue 21): the contributor whose own browser saw the
+    #: page. `volunteer` then holds their pseudonym.
+    contributor_id: Mapped[int | None] = mapped_column(ForeignKey("contributors.id"))
 
     __table_args__ = (
         CheckConstraint(
@@ -101,7 +110,7 @@ class Probe(Base):
             "'error', 'unrecognized')",
             name="outcome_known",
         ),
-        CheckConstraint("mode IN ('auto', 'assisted')", name="mode_known"),
+        CheckConstraint("mode IN ('auto', 'assisted', 'manual')", name="mode_known"),
         Index("ix_probes_target_id_started_at", "target_id", "started_at"),
         Index("ix_probes_started_at", "started_at"),
     )
@@ -123,6 +132,8 @@ class ProbeDay(Base):
     error: Mapped[int] = mapped_column(Integer, default=0)
     unrecognized: Mapped[int] = mapped_column(Integer, default=0)
     assisted: Mapped[int] = mapped_column(Integer, default=0)
+    #: Manual captures (issue 21) that count in the figures: apart in coverage.
+    manual: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ProbeLead(Base):
@@ -194,3 +205,94 @@ class HostGateRow(Base):
     held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_allowed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     requests: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ReleaseRow(Base):
+    """One publication of slots on one target (issue 17): read from the platform's
+    banners ("Dernière / Prochaine mise en ligne …"), or, on platforms without banners,
+    inferred from the first probe that found slots after a run of `no_slot`. Slot
+    survival is computed from these rows and the looks around them (releases.py)."""
+
+    __tablename__ = "releases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    target_id: Mapped[str] = mapped_column(ForeignKey("targets.id"))
+    #: The publication instant (UTC). Inferred: the probe that first found the slots
+    #: (the latest instant the publication can have happened).
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: The week whose slots it opens ("pour des créneaux de la semaine du …").
+    week_start: Mapped[date | None] = mapped_column(Date)
+    #: "banner" (seen as "Dernière mise en ligne"), "announced" (seen only as "Prochaine
+    #: mise en ligne" so far) or "inferred".
+    source: Mapped[str] = mapped_column(String(12))
+    inferred: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Inferred only: seconds between the last look without slots and `published_at`
+    #: (the publication happened somewhere in that interval).
+    uncertainty_seconds: Mapped[int | None] = mapped_column(Integer)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: The probe that first saw it.
+    probe_id: Mapped[int | None] = mapped_column(ForeignKey("probes.id"))
+
+    __table_args__ = (
+        UniqueConstraint("target_id", "published_at"),
+        CheckConstraint("source IN ('banner', 'announced', 'inferred')", name="source_known"),
+        Index("ix_releases_published_at", "published_at"),
+    )
+
+
+class Contributor(Base):
+    """A person who sends captures from their own browser (issue 21). Only a pseudonym
+    and a hash of their personal token are kept: never a name, never the token itself.
+
+    A `volunteer`'s captures feed the statistics; an `applicant`'s serve their own
+    dossier and stay out of every figure unless they opt in (`opted_in`)."""
+
+    __tablename__ = "contributors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pseudonym: Mapped[str] = mapped_column(String(40), unique=True)
+    role: Mapped[str] = mapped_column(String(12))
+    opted_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: sha256 of the token (hex): a stolen database does not give the tokens away.
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (CheckConstraint("role IN ('volunteer', 'applicant')", name="role_known"),)
+
+
+class CaptureRow(Base):
+    """One capture as received: the server's own reception stamp, what the browser
+    declared (URL, its clock), the evidence hashes, and the review state. A capture
+    whose page matched a target also became a probe (`probe_id`); one that matched
+    nothing, or that the classifier or a cross-check doubts, waits for an operator."""
+
+    __tablename__ = "captures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    contributor_id: Mapped[int] = mapped_column(ForeignKey("contributors.id"), index=True)
+    #: "page" (the extension: HTML + screenshot) or "screenshot" (a phone upload, OCR).
+    kind: Mapped[str] = mapped_column(String(12))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: The contributor's browser clock: declared, never trusted over `received_at`.
+    client_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    url: Mapped[str | None] = mapped_column(Text)
+    target_id: Mapped[str | None] = mapped_column(ForeignKey("targets.id"))
+    probe_id: Mapped[int | None] = mapped_column(ForeignKey("probes.id"))
+    outcome: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[str] = mapped_column(String(200), default="")
+    page_sha256: Mapped[str | None] = mapped_column(String(64))
+    screenshot_sha256: Mapped[str | None] = mapped_column(String(64))
+    #: Phone uploads: what tesseract read, so a reviewer sees what the outcome rests on.
+    ocr_text: Mapped[str | None] = mapped_column(Text)
+    #: "none", "pending" (an operator must look) or "done".
+    review: Mapped[str] = mapped_column(String(10), default="none")
+    review_reason: Mapped[str] = mapped_column(String(200), default="")
+    user_agent: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('page', 'screenshot')", name="kind_known"),
+        CheckConstraint("review IN ('none', 'pending', 'done')", name="review_known"),
+        Index("ix_captures_received_at", "received_at"),
+    )

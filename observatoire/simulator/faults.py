@@ -74,6 +74,51 @@ CAPTCHA = (
     'src="/captcha.png" alt="captcha"><input name="captcha_answer"><button>Valider</button>'
     "</form></body></html>"
 )
+#: Cloudflare's block page, as platforms.md §2 "Blocking" describes it.
+CLOUDFLARE_BLOCK = """<!DOCTYPE html>
+<!--[if lt IE 7]> <html class="no-js ie6 oldie" lang="en-US"> <![endif]-->
+<html class="no-js" lang="en-US"><head>
+<title>Attention Required! | Cloudflare</title>
+<meta charset="UTF-8"><meta name="robots" content="noindex, nofollow">
+<link rel="stylesheet" id="cf_styles-css" href="/cdn-cgi/styles/cf.errors.css">
+</head><body>
+<div id="cf-wrapper"><div class="cf-alert cf-alert-error cf-cookie-error" id="cookie-alert">
+Please enable cookies.</div>
+<div id="cf-error-details" class="cf-error-details-wrapper">
+<div class="cf-wrapper cf-header cf-error-overview">
+<h1 data-translate="block_headline">Sorry, you have been blocked</h1>
+<h2 class="cf-subheadline"><span data-translate="unable_to_access">You are unable to
+access</span> the site</h2></div>
+<div class="cf-section cf-wrapper"><div class="cf-columns two"><div class="cf-column">
+<h2 data-translate="blocked_why_headline">Why have I been blocked?</h2>
+<p>This website is using a security service to protect itself from online attacks.
+The action you just performed triggered the security solution.</p></div></div></div>
+<div class="cf-error-footer cf-wrapper"><p><span class="cf-footer-item">Cloudflare Ray ID:
+<strong class="font-semibold">8f3a1c2b9d4e5f60</strong></span>
+<span class="cf-footer-separator">&bull;</span>
+<span class="cf-footer-item">Performance &amp; security by Cloudflare</span></p></div>
+</div></div></body></html>"""
+#: Cloudflare's managed challenge ("Just a moment..." with a Turnstile widget).
+CLOUDFLARE_CHALLENGE = """<!DOCTYPE html><html lang="en-US"><head>
+<title>Just a moment...</title>
+<meta http-equiv="Content-Type" content="text/html; charset=UTF-8">
+<meta name="robots" content="noindex,nofollow">
+</head><body><div class="main-wrapper" role="main"><div class="main-content">
+<h1 class="zone-name-title h1">www.example.gouv.fr</h1>
+<h2 class="h2" id="challenge-running">Verify you are human by completing the action
+below.</h2>
+<div id="challenge-stage"><div class="cf-turnstile-wrapper">
+<input type="hidden" name="cf-turnstile-response" id="cf-chl-widget_response"></div></div>
+<div id="challenge-body-text" class="core-msg spacer">www.example.gouv.fr needs to review
+the security of your connection before proceeding.</div>
+</div></div>
+<script>(function(){window._cf_chl_opt={cvId: '3',cZone: "www.example.gouv.fr",
+cType: 'managed',cRay: '8f3a1c2b9d4e5f61'};}());</script>
+<div class="footer" role="contentinfo"><div class="footer-inner">
+<div class="clearfix diagnostic-wrapper"><div class="ray-id">Ray ID:
+<code>8f3a1c2b9d4e5f61</code></div></div>
+<div class="text-center">Performance &amp; security by Cloudflare</div></div></div>
+</body></html>"""
 WAITING = (
     '<!DOCTYPE html><html lang="fr"><head><meta charset="utf-8"><title>File d\'attente'
     "</title></head><body><h1>Forte affluence</h1><p>Vous êtes dans la file d'attente "
@@ -101,6 +146,17 @@ def fault_response(kind: str, request: Request) -> Response | None:
         return Response(429, b"Too Many Requests", "text/plain", [("Retry-After", "60")])
     if kind == "captcha":
         return Response.html(CAPTCHA)
+    if kind == "cloudflare_block":
+        return Response(
+            403, CLOUDFLARE_BLOCK.encode(), "text/html; charset=UTF-8", [("cf-ray", "8f3a-CDG")]
+        )
+    if kind == "cloudflare_challenge":
+        return Response(
+            403,
+            CLOUDFLARE_CHALLENGE.encode(),
+            "text/html; charset=UTF-8",
+            [("cf-mitigated", "challenge"), ("cf-ray", "8f3a-CDG")],
+        )
     if kind == "waiting_room":
         return Response.html(WAITING)
     if kind == "redirect_loop":

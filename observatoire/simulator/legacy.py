@@ -36,9 +36,15 @@ LAYOUT_CHANGES = (
     ("<h2>", '<p class="titre">'),
     ("</h2>", "</p>"),
 )
+#: The result page's message (platforms.md §1), as eZ Publish prints it: its template
+#: escapes the apostrophe to `&#039;` and breaks the line between the two sentences.
 NO_SLOT_TEXT = (
-    "Il n'existe plus de plage horaire libre pour votre demande de rendez-vous. "
-    "Veuillez recommencer ultérieurement."
+    "Il n&#039;existe plus de plage horaire libre pour votre demande de rendez-vous.\n"
+    "            Veuillez recommencer ultérieurement."
+)
+#: The second real no-slot text (sic: "pas calendrier"), shown in a `ul.error` list.
+NO_CALENDAR_TEXT = (
+    "Il n&#039;y a pas calendrier disponible pour effectuer une demande de rendez-vous"
 )
 STEPS = (
     "Prise de rendez-vous",
@@ -64,7 +70,7 @@ MONTHS_FR = (
     "décembre",
 )
 
-BOOKING = re.compile(r"^/booking/create/(\d+)(?:/(\d+))?/?$")
+BOOKING = re.compile(r"^(/index\.php)?/booking/create/(\d+)(?:/(\d+))?/?$")
 CALENDAR = re.compile(r"^/ezjscore/call/bookingserver::planning::assign::(\d+)::(\d+)::(\d+)$")
 CAPTCHA = re.compile(r"^/ezjscore/call/bookingserver::captcha")
 
@@ -74,6 +80,8 @@ class Session:
     form_id: int
     accepted: bool = False
     planning: int | None = None
+    #: The module sent this session to step 4 itself ("Première plage horaire libre").
+    jumped: bool = False
 
 
 @dataclass
@@ -100,6 +108,30 @@ def _page(site: LegacySite, title: str, inner: str, step: int | None) -> str:
 <body><div id="header"><a href="/{site.host}/">{html.escape(site.prefecture)}</a></div>
 <div id="global_Booking">{progress}
 <div id="inner_Booking">{inner}</div></div>
+<div id="footer">Les services de l'État</div></body></html>"""
+
+
+def _step4_page(site: LegacySite, form: LegacyForm, base: str) -> str:
+    """Step 4 reached directly: the progress bar drawn with images (the active step's
+    image ends in `r`) and the button offering the first free slot."""
+    images = "".join(
+        f'<img src="/{site.host}/design/booking/images/etape_{i}{"r" if i == 4 else ""}.png" '
+        f'alt="{html.escape(label)}">'
+        for i, label in enumerate(STEPS, start=1)
+    )
+    body = _form(
+        f"{base}/4",
+        "<p>Cliquez sur le bouton ci-dessous pour obtenir la première plage horaire "
+        "disponible.</p>"
+        '<input type="submit" name="nextButton" class="Bbutton" '
+        'value="Première plage horaire libre">',
+    )
+    full_title = html.escape(f"{form.title} - {site.prefecture}")
+    return f"""<!DOCTYPE html>
+<html lang="fr"><head><meta charset="utf-8"><title>{full_title}</title></head>
+<body><div id="header"><a href="/{site.host}/">{html.escape(site.prefecture)}</a></div>
+<div id="global_Booking"><div class="etapes_Booking">{images}</div>
+<div id="inner_Booking"><h2>Choix d'une plage</h2>{body}</div></div>
 <div id="footer">Les services de l'État</div></body></html>"""
 
 
@@ -147,34 +179,48 @@ class LegacyModule:
 
     # -- routing ---------------------------------------------------------------------
     def handle(self, site: LegacySite, rest: str, request: Request) -> Response:
-        if CAPTCHA.match(rest):
+        # eZ Publish answers with and without its `index.php` front controller.
+        endpoint = rest.removeprefix("/index.php")
+        if CAPTCHA.match(endpoint):
             self.state.violation("captcha endpoint reached", request)
             return Response(200, b"\x89PNG fake captcha", "image/png")
-        match = CALENDAR.match(rest)
+        match = CALENDAR.match(endpoint)
         if match:
-            return self.calendar(site, request, *map(int, match.groups()))
+            return self._encode(
+                site, self.calendar(site, request, *map(int, match.groups())), fragment=True
+            )
         match = BOOKING.match(rest)
         if not match:
-            return Response.html(
-                _page(site, "Page introuvable", "<h1>Page introuvable</h1>", None), 404
+            return self._encode(
+                site,
+                Response.html(
+                    _page(site, "Page introuvable", "<h1>Page introuvable</h1>", None), 404
+                ),
             )
-        form_id = int(match.group(1))
-        step = int(match.group(2) or 0)
+        front = match.group(1) or ""
+        form_id = int(match.group(2))
+        step = int(match.group(3) or 0)
         form = next((f for f in site.forms if f.id == form_id), None)
         if form is None:
-            return Response.html(
-                _page(site, "Page introuvable", "<h1>Page introuvable</h1>", None), 404
+            return self._encode(
+                site,
+                Response.html(
+                    _page(site, "Page introuvable", "<h1>Page introuvable</h1>", None), 404
+                ),
             )
         now = self.state.clock.now()
         if form.retired:
             self.state.record(site=site.host, form=form.id, state="retired", request=request)
-            return Response.html(
-                _page(
-                    site,
-                    "Prise de rendez-vous",
-                    "<p>Ce lien a été désactivé définitivement.</p>",
-                    None,
-                )
+            return self._encode(
+                site,
+                Response.html(
+                    _page(
+                        site,
+                        "Prise de rendez-vous",
+                        "<p>Ce lien a été désactivé définitivement.</p>",
+                        None,
+                    )
+                ),
             )
         if _in(form.overloaded, self.state.anchor, now):
             self.state.record(site=site.host, form=form.id, state="overloaded", request=request)
@@ -183,22 +229,25 @@ class LegacyModule:
                 "surchargé</title></head><body><h1>Service surchargé</h1><p>Le service est "
                 "momentanément surchargé. Veuillez réessayer ultérieurement.</p></body></html>"
             )
-            return Response.html(page)
+            return self._encode(site, Response.html(page))
         if _in(form.closed, self.state.anchor, now):
             self.state.record(site=site.host, form=form.id, state="closed", request=request)
             closed = (
                 "<p>Attention : Cette page n'est pas disponible pour le moment !</p>"
                 "<p>Elle sera très prochainement remise en ligne.</p>"
             )
-            return Response.html(_page(site, "Prise de rendez-vous", closed, None))
+            return self._encode(
+                site, Response.html(_page(site, "Prise de rendez-vous", closed, None))
+            )
         sid, session = self._session(request, site, form.id)
-        base = f"/{site.host}/booking/create/{form.id}"
+        base = f"/{site.host}{front}/booking/create/{form.id}"
         if request.method == "POST" and any(
             k.startswith("eZBookingAdditionalField") or k in ("firstname", "lastname", "email")
             for k in request.form
         ):
             self.state.violation("personal data submitted", request)
-        if step >= 3:
+        sent_there = step == 4 and request.method == "GET" and session.jumped
+        if step >= 3 and not sent_there:
             self.state.violation(
                 f"booking continued past the availability result (step {step})", request
             )
@@ -211,7 +260,23 @@ class LegacyModule:
                 for old, new in LAYOUT_CHANGES:
                     page = page.replace(old, new)
             response.body = page.encode("utf-8")
-        return self._with_cookie(response, site, sid)
+        return self._encode(site, self._with_cookie(response, site, sid))
+
+    @staticmethod
+    def _encode(site: LegacySite, response: Response, fragment: bool = False) -> Response:
+        """Serve an ISO-8859-1 site as old eZ Publish sites do: the encoding declared
+        only in the page's `<meta charset>` (a fragment: in the header), none in the
+        `Content-Type`."""
+        if site.encoding == "utf-8" or not response.content_type.startswith("text/html"):
+            return response
+        text = response.body.decode("utf-8")
+        if fragment:
+            response.content_type = "text/html; charset=iso-8859-1"
+        else:
+            text = text.replace('<meta charset="utf-8">', '<meta charset="iso-8859-1">')
+            response.content_type = "text/html"
+        response.body = text.encode("iso-8859-1", errors="xmlcharrefreplace")
+        return response
 
     def _step(
         self,
@@ -225,19 +290,26 @@ class LegacyModule:
     ) -> Response:
         offered = offered_plannings(form, self.state.anchor, now)
         single = len(form.plannings) == 1
+        no_calendar = _in(form.no_calendar, self.state.anchor, now)
         if step == 0:
             if request.method == "POST":
                 if request.field("condition") != "on":
                     return Response.redirect(f"{base}/0")
                 session.accepted = True
-                if single:
+                if single and not no_calendar:
                     session.planning = form.plannings[0].id if offered else None
-                    return Response.redirect(f"{base}/2")
+                    return self._after_choice(site, form, session, base)
                 return Response.redirect(f"{base}/1")
             return Response.html(_page(site, form.title, self._conditions(form, base), 0))
         if not session.accepted:
             return Response.redirect(f"{base}/0")
         if step == 1:
+            if no_calendar:
+                self.state.record(
+                    site=site.host, form=form.id, state="no_calendar", request=request
+                )
+                error = f'<ul class="error"><li>{NO_CALENDAR_TEXT}</li></ul>'
+                return Response.html(_page(site, form.title, error, 1))
             if request.method == "POST":
                 chosen = request.field("planning")
                 if (
@@ -247,7 +319,7 @@ class LegacyModule:
                 ):
                     return Response.redirect(f"{base}/1")
                 session.planning = int(chosen)
-                return Response.redirect(f"{base}/2")
+                return self._after_choice(site, form, session, base)
             self.state.record(
                 site=site.host,
                 form=form.id,
@@ -283,6 +355,17 @@ class LegacyModule:
                 '<input type="submit" name="nextButton" value="Première plage horaire libre">',
             )
             return Response.html(_page(site, form.title, "<h2>Choix d'une plage</h2>" + body, 2))
+        if step == 4 and request.method == "GET" and session.jumped:
+            self.state.record(
+                site=site.host,
+                form=form.id,
+                planning=planning.id,
+                state="open" if slots.open else "no_slot",
+                first_slot=slots.first,
+                slots=len(slots.slots),
+                request=request,
+            )
+            return Response.html(_step4_page(site, form, base))
         if step == 4 and slots.first is not None:
             first = slots.first
             body = (
@@ -291,6 +374,17 @@ class LegacyModule:
             )
             return Response.html(_page(site, form.title, _form(f"{base}/5", body), 2))
         return Response.html(_page(site, form.title, "<h2>Contrôle de sécurité</h2>", 3))
+
+    def _after_choice(
+        self, site: LegacySite, form: LegacyForm, session: Session, base: str
+    ) -> Response:
+        """Where the module sends the visitor once the counter is known: the result page,
+        or — on forms that do so, when slots exist — straight to step 4."""
+        planning = next((p for p in form.plannings if p.id == session.planning), None)
+        if form.jump_to_step4 and planning is not None and self.state_of(site, form, planning).open:
+            session.jumped = True
+            return Response.redirect(f"{base}/4")
+        return Response.redirect(f"{base}/2")
 
     # -- pages -----------------------------------------------------------------------
     def _conditions(self, form: LegacyForm, base: str) -> str:
@@ -322,7 +416,10 @@ class LegacyModule:
 
     def _result(self, slots: SlotState | None, base: str) -> str:
         if slots is None or not slots.open:
-            return "<h2>Vérification de disponibilité</h2>" + _form(f"{base}/2", NO_SLOT_TEXT)
+            finish = '<input type="submit" name="finishButton" class="Bbutton" value="Terminer">'
+            return "<h2>Vérification de disponibilité</h2>" + _form(
+                f"{base}/2", f"\n            {NO_SLOT_TEXT}\n            {finish}"
+            )
         body = (
             "<p>Des plages horaires sont disponibles pour votre demande.</p>"
             '<input type="submit" name="nextButton" class="Bbutton" value="Etape suivante">'

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -14,14 +15,32 @@ class _M(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Demand(_M):
+    """Competing demand ("other bots"): each released slot is taken by whichever bot
+    reaches it first; each bot needs a delay drawn uniformly in `reaction_minutes`."""
+
+    bots: int = Field(default=3, ge=1, le=1000)
+    reaction_minutes: tuple[float, float] = (0.5, 10.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Demand:
+        if not 0 <= self.reaction_minutes[0] <= self.reaction_minutes[1]:
+            raise ValueError("reaction_minutes must be (low, high), low >= 0")
+        return self
+
+
 class Release(_M):
-    """A weekly release of slots (e.g. Mondays at 09:00), gone within minutes."""
+    """A weekly batch of slots published at a fixed instant (e.g. Mondays at 09:00), for
+    the week that opens `lead_days[0]` days later. Without `demand`, every slot lasts
+    `minutes`; with it, the other bots take each slot sooner (never later than
+    `minutes`)."""
 
     weekday: int = Field(ge=0, le=6)  # Monday = 0
     time: str = Field(pattern=r"^\d{2}:\d{2}$")  # Europe/Paris
     minutes: int = Field(gt=0)
     lead_days: tuple[float, float] = (14.0, 45.0)
     slots: tuple[int, int] = (5, 20)
+    demand: Demand | None = None
 
 
 class Profile(_M):
@@ -85,11 +104,19 @@ class LegacyForm(_M):
     closed: list[Period] = Field(default_factory=list)
     #: The site answers "Service surchargé" (as the Préfecture de police's did).
     overloaded: list[Period] = Field(default_factory=list)
+    #: Right after the conditions, "Il n'y a pas calendrier disponible…" (no counter
+    #: open for booking).
+    no_calendar: list[Period] = Field(default_factory=list)
+    #: When slots exist, the module jumps straight to step 4 ("Première plage
+    #: horaire libre") instead of showing the result page.
+    jump_to_step4: bool = False
 
 
 class LegacySite(_M):
     host: str
     prefecture: str
+    #: Old eZ Publish sites serve ISO-8859-1 declared only in a `<meta charset>`.
+    encoding: Literal["utf-8", "iso-8859-1"] = "utf-8"
     forms: list[LegacyForm]
 
 
@@ -110,6 +137,8 @@ FAULT_KINDS: dict[str, str] = {
     "redirect_loop": "redirects that never end",
     "charset_latin1_as_utf8": "ISO-8859-1 bytes labelled UTF-8",
     "charset_utf8_as_latin1": "UTF-8 bytes labelled ISO-8859-1",
+    "cloudflare_block": "Cloudflare's block page (403, 'Sorry, you have been blocked')",
+    "cloudflare_challenge": "Cloudflare's managed challenge (403, 'Just a moment...')",
 }
 
 
@@ -138,6 +167,9 @@ class Demarche(_M):
     description: str = ""
     closed: list[Period] = Field(default_factory=list)
     absent: list[Period] = Field(default_factory=list)
+    #: During `replaced`, the slug redirects to its successor's `/commencer/<slug>`.
+    replaced_by: str | None = None
+    replaced: list[Period] = Field(default_factory=list)
 
 
 class DemarchesSite(_M):
@@ -161,6 +193,8 @@ class EAppointmentSite(_M):
     sitekey: str
     postal_codes: list[str]
     motives: list[Motive]
+    #: The server-supplied no-slot alert of this instance; None = the Val-de-Marne text.
+    no_slot_message: str | None = None
 
 
 class RdvDemarche(_M):
@@ -171,8 +205,24 @@ class RdvDemarche(_M):
 
 
 class RdvPrefectureSite(_M):
+    """RDV-Préfecture as one browser sees it (shared/reference/platforms.md §2): which
+    captcha widget, which slot-page layout, and which no-slot view it shows."""
+
     host: str
     demarches: list[RdvDemarche]
+    #: "v2" (2025: base64 image, audio button) or "v1" (blob image, sound link "#").
+    captcha: Literal["v1", "v2"] = "v2"
+    #: "desktop" (one column per day) or "phone" (one expansion item per day).
+    layout: Literal["desktop", "phone"] = "desktop"
+    #: `nombreDeLigne`: slot rows rendered per day before "Voir plus de créneaux".
+    rows: int | None = Field(default=None, ge=1)
+    #: What an empty agenda shows: the empty week, the last reachable week, or no
+    #: calendar at all.
+    empty_view: Literal["empty_week", "last_week", "not_displayed"] = "empty_week"
+    #: The "Dernière / Prochaine mise en ligne" banners (from the profile's releases).
+    banners: bool = False
+    #: Minutes a validated captcha keeps `/creneau/` reachable (then back to `/cgu/`).
+    session_minutes: float = Field(default=30.0, gt=0)
 
 
 class Scenario(_M):

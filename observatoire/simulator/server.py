@@ -15,13 +15,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from observatoire.clock import Clock, SystemClock
-from observatoire.simulator.availability import SlotState, slot_state
+from observatoire.simulator.availability import Batch, SlotState, batches_between, slot_state
 from observatoire.simulator.demarches import DemarchesModule
 from observatoire.simulator.eappointment import EAppointmentModule
 from observatoire.simulator.faults import (
@@ -51,6 +51,8 @@ class TruthRecord:
     path: str
     fault: str | None = None
     offered: list[int] | None = None  # counters offered on the choice page
+    #: Which rendering of that state was served (e.g. RDV-Préfecture's slot-page view).
+    view: str | None = None
 
 
 @dataclass
@@ -132,6 +134,38 @@ class SimulatorState:
             self.scenario.seed, key, self.clock.now(), self.scenario.profiles[profile]
         )
 
+    def slot_keys(self) -> list[tuple[str, str]]:
+        """Every counter, motive and procedure as (slot key, profile name)."""
+        from observatoire.simulator.legacy import _planning_key
+
+        keys = [
+            (_planning_key(site, form, planning), planning.profile)
+            for site in self.scenario.legacy_sites
+            for form in site.forms
+            for planning in form.plannings
+        ]
+        keys += [
+            (f"eappointment/{site.host}/{m.key}", m.profile)
+            for site in self.scenario.eappointment_sites
+            for m in site.motives
+        ]
+        keys += [
+            (f"rdvpref/{site.host}/{d.id}", d.profile)
+            for site in self.scenario.rdv_prefecture_sites
+            for d in site.demarches
+        ]
+        return keys
+
+    def release_truth(self, start: datetime, end: datetime) -> list[Batch]:
+        """Ground truth of releases: every batch published in [start, end), with when
+        the competing demand took each of its slots (its true survival)."""
+        out: list[Batch] = []
+        for key, profile in self.slot_keys():
+            out += batches_between(
+                self.scenario.seed, key, self.scenario.profiles[profile], start, end
+            )
+        return sorted(out, key=lambda b: (b.published_at, b.key))
+
     def record(
         self,
         *,
@@ -144,6 +178,7 @@ class SimulatorState:
         slots: int | None = None,
         fault: str | None = None,
         offered: list[int] | None = None,
+        view: str | None = None,
     ) -> None:
         rec = TruthRecord(
             at=self.clock.now().isoformat(),
@@ -156,6 +191,7 @@ class SimulatorState:
             path=request.path,
             fault=fault,
             offered=offered,
+            view=view,
         )
         with self._truth_lock:
             self.truth.append(rec)
@@ -206,6 +242,10 @@ class SimulatorState:
             payload: Any = self.conduct.report()
         elif request.path == "/_sim/truth":
             payload = [asdict(r) for r in self.truth_records()]
+        elif request.path == "/_sim/releases":
+            # Ground truth of the batches published in the last 60 days up to now.
+            now = self.clock.now()
+            payload = [b.truth() for b in self.release_truth(now - timedelta(days=60), now)]
         elif request.path == "/_sim/clock":
             payload = {"now": self.clock.now().isoformat()}
         elif request.path == "/_sim/captcha/latest":

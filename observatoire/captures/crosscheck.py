@@ -1,0 +1,70 @@
+"""Cross-checks between a person's capture and the robot's own observations.
+
+A capture saying "no slot" a few minutes after the robot (or an assisted observation)
+saw slots on the same page — or the reverse — may be honest (slots go in minutes) or
+forged. Either way it must stand out for a person to look at, never blend into the
+figures unnoticed."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from observatoire.db.models import CaptureRow, Probe
+from observatoire.outcomes import NO_WAY_TO_BOOK, Outcome
+
+WINDOW = timedelta(minutes=10)
+_NO_WAY = [o.value for o in NO_WAY_TO_BOOK]
+
+
+def contradicting_probes(
+    session: Session, target_id: str, at: datetime, outcome: str, window: timedelta = WINDOW
+) -> list[int]:
+    """Ids of robot or assisted probes of the same target within `window` of `at` whose
+    outcome says the opposite (slots vs no way to book)."""
+    if outcome == Outcome.AVAILABLE.value:
+        opposite = _NO_WAY
+    elif outcome in _NO_WAY:
+        opposite = [Outcome.AVAILABLE.value]
+    else:
+        return []
+    return list(
+        session.scalars(
+            select(Probe.id)
+            .where(
+                Probe.target_id == target_id,
+                Probe.mode.in_(("auto", "assisted")),
+                Probe.started_at >= at - window,
+                Probe.started_at <= at + window,
+                Probe.outcome.in_(opposite),
+            )
+            .order_by(Probe.started_at)
+        )
+    )
+
+
+def reason_for(ids: list[int]) -> str:
+    shown = ", ".join(f"#{i}" for i in ids[:5])
+    return f"contradicted_by_probe:{shown}"[:200]
+
+
+def recheck(session: Session, since: datetime, window: timedelta = WINDOW) -> int:
+    """Flag captures received since `since` that a robot probe stored *after* them now
+    contradicts. Returns how many were flagged."""
+    flagged = 0
+    rows = session.scalars(
+        select(CaptureRow).where(
+            CaptureRow.received_at >= since,
+            CaptureRow.review == "none",
+            CaptureRow.target_id.is_not(None),
+        )
+    ).all()
+    for row in rows:
+        assert row.target_id is not None
+        ids = contradicting_probes(session, row.target_id, row.received_at, row.outcome, window)
+        if ids:
+            row.review, row.review_reason = "pending", reason_for(ids)
+            flagged += 1
+    return flagged

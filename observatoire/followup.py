@@ -1,0 +1,208 @@
+"""Follow-up probes for automatic targets (legacy, eAppointment): be there when slots
+are released, politely (issue 17).
+
+Why: an hourly probe that sees slots at 09:12 says nothing of whether they were gone at
+09:14 or at 17:00. A target configured with `followup` is probed again at a short
+interval for a bounded time when a regular probe sees slots, or from the instant a
+release is announced. Bounds that keep this polite:
+
+- every `every_minutes` (default 10) for `for_minutes` (default 60), and the window
+  ends at the first follow-up that finds no slot (the survival is then known);
+- at most `per_host_hour` (default 6) follow-up probes per host in any sliding hour,
+  whatever the number of targets on it (the issue's "6 extra requests": one follow-up
+  is one probe, the few requests of one look); a follow-up that would exceed it is
+  skipped, never queued for later;
+- every request still goes through the per-host gate (one at a time, minimum delay)
+  like any probe: a follow-up is an ordinary `run_sweep` of one target;
+- a follow-up never arms another window: only regular probes and announcements do, so
+  a target that keeps offering slots is not probed more often for ever.
+
+Follow-ups are stored with their `scheduled_at` and `followup = true`, and kept out of
+the rollups: the outcome shares and the coverage of the regular schedule do not lean
+towards the moments slots exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+
+from observatoire.browser import BrowserPool
+from observatoire.clock import VirtualClock
+from observatoire.config import FollowupConfig, Target
+from observatoire.evidence import EvidenceStore
+from observatoire.outcomes import Outcome, ProbeResult
+from observatoire.politeness import PolitePolicy
+from observatoire.sweep import SweepReport, run_sweep
+
+#: An announced release is looked at this long after its instant (the platform's engine
+#: publishes about a minute after the action).
+ANNOUNCED_DELAY = timedelta(minutes=2)
+#: An announcement arms a window only when the release is this close (a regular probe
+#: will see later announcements again).
+ANNOUNCE_HORIZON = timedelta(hours=6)
+
+
+@dataclass
+class _Window:
+    target: Target
+    policy: FollowupConfig
+    next_at: datetime
+    until: datetime
+
+
+@dataclass
+class FollowupPlanner:
+    """Which follow-up probes are due, within each host's hourly budget. In memory: a
+    restart forgets the windows in progress (the regular schedule goes on)."""
+
+    windows: dict[str, _Window] = field(default_factory=dict)
+    spent: dict[str, deque[datetime]] = field(default_factory=dict)
+    #: Follow-ups skipped because the host's budget was used (reported, never queued).
+    skipped: int = 0
+
+    def observe(
+        self, target: Target, result: ProbeResult, now: datetime, *, followup: bool = False
+    ) -> None:
+        """After any probe of `target`: arm, keep or end its follow-up window."""
+        policy = target.followup
+        if policy is None:
+            return
+        window = self.windows.get(target.id)
+        if followup:
+            if window is not None and result.outcome is Outcome.NO_SLOT:
+                del self.windows[target.id]  # the slots are gone: survival is bounded
+            return
+        if window is not None and window.until > now:
+            return
+        every = timedelta(minutes=policy.every_minutes)
+        if result.outcome is Outcome.AVAILABLE:
+            start = now + every
+        elif (
+            result.release_next_at is not None
+            and now < result.release_next_at <= now + ANNOUNCE_HORIZON
+        ):
+            start = result.release_next_at + ANNOUNCED_DELAY
+        else:
+            return
+        until = start + timedelta(minutes=policy.for_minutes) - every
+        self.windows[target.id] = _Window(target, policy, start, until)
+
+    def due(self, now: datetime) -> list[tuple[Target, datetime]]:
+        """Follow-ups to run now, as (target, scheduled instant); each one is charged to
+        its host's budget."""
+        out: list[tuple[Target, datetime]] = []
+        for tid, window in sorted(self.windows.items(), key=lambda kv: kv[1].next_at):
+            if window.next_at > now:
+                continue
+            scheduled = window.next_at
+            window.next_at = scheduled + timedelta(minutes=window.policy.every_minutes)
+            if window.next_at > window.until:
+                del self.windows[tid]
+            if self._charge(window.target, window.policy, now):
+                out.append((window.target, scheduled))
+            else:
+                self.skipped += 1
+        return out
+
+    def next_at(self) -> datetime | None:
+        return min((w.next_at for w in self.windows.values()), default=None)
+
+    def _charge(self, target: Target, policy: FollowupConfig, now: datetime) -> bool:
+        spent = self.spent.setdefault(target.gate_key, deque())
+        while spent and spent[0] <= now - timedelta(hours=1):
+            spent.popleft()
+        if len(spent) >= policy.per_host_hour:
+            return False
+        spent.append(now)
+        return True
+
+
+def phase(target_id: str, interval: timedelta) -> timedelta:
+    """A stable offset of a target's regular probes within its interval (as the
+    daemon's jitter spreads them), so regular looks do not all fall on the hour."""
+    digest = hashlib.sha256(target_id.encode()).digest()
+    return timedelta(seconds=int.from_bytes(digest[:4], "big") % int(interval.total_seconds()))
+
+
+@dataclass
+class DriveReport:
+    regular: SweepReport = field(default_factory=SweepReport)
+    followups: SweepReport = field(default_factory=SweepReport)
+    skipped_followups: int = 0
+
+
+async def drive(
+    targets: Sequence[Target],
+    *,
+    start: datetime,
+    end: datetime,
+    clock: VirtualClock,
+    engine: Engine,
+    evidence: EvidenceStore,
+    policy: PolitePolicy,
+    browser: BrowserPool | None = None,
+    planner: FollowupPlanner | None = None,
+) -> DriveReport:
+    """Walk a virtual clock from `start` to `end`, running each target's regular probes
+    (every `interval_minutes`, at a stable phase) and the follow-ups they arm, in time
+    order. For the demo, the benchmark and the tests on the simulator: the daemon does
+    the same on the real clock (scheduler.py)."""
+    planner = planner or FollowupPlanner()
+    report = DriveReport()
+    regular_next = {
+        t.id: start + phase(t.id, timedelta(minutes=t.interval_minutes)) for t in targets
+    }
+    by_id = {t.id: t for t in targets}
+    while True:
+        upcoming = min(regular_next.values(), default=end)
+        follow = planner.next_at()
+        at = min(upcoming, follow) if follow is not None else upcoming
+        if at >= end:
+            break
+        clock.set(max(at, clock.now()))
+        now = clock.now()
+        for target, scheduled in planner.due(now):
+            got = await run_sweep(
+                [target],
+                engine=engine,
+                evidence=evidence,
+                policy=policy,
+                clock=clock,
+                retry_base=0.0,
+                scheduled_at=scheduled,
+                browser=browser,
+                followup=True,
+                on_probe=lambda t, r: planner.observe(t, r, clock.now(), followup=True),
+            )
+            _add(report.followups, got)
+        due = [by_id[tid] for tid, when in regular_next.items() if when <= now]
+        for target in due:
+            scheduled = regular_next[target.id]
+            regular_next[target.id] = scheduled + timedelta(minutes=target.interval_minutes)
+            got = await run_sweep(
+                [target],
+                engine=engine,
+                evidence=evidence,
+                policy=policy,
+                clock=clock,
+                retry_base=0.0,
+                scheduled_at=scheduled,
+                browser=browser,
+                on_probe=lambda t, r: planner.observe(t, r, clock.now()),
+            )
+            _add(report.regular, got)
+    report.skipped_followups = planner.skipped
+    return report
+
+
+def _add(total: SweepReport, part: SweepReport) -> None:
+    total.probed += part.probed
+    total.requests += part.requests
+    total.outcomes.update(part.outcomes)
+    total.skipped.update(part.skipped)

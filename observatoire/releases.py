@@ -1,0 +1,585 @@
+"""Releases of slots as data, and how long released slots survive (issue 17).
+
+Why this exists: RDV-Préfecture publishes slots at fixed instants and some agendas are
+emptied within minutes. An hourly probe mostly measures the hours *between* releases:
+it cannot tell "nothing is ever released" from "slots are released every Tuesday at
+12:00 and gone by 12:03". This module keeps every release as a row and measures the
+second number honestly.
+
+Releases come from two sources:
+
+- the platform's own banners on the slot page ("Dernière mise en ligne de rendez-vous :
+  le DD/MM/YYYY à HH:mm pour des créneaux de la semaine du …", and "Prochaine mise en
+  ligne …", an *announced* release), stored with each probe;
+- on platforms without banners (legacy, eAppointment), the first probe that finds slots
+  after a run of `no_slot`: an *inferred* release, somewhere between the last look
+  without slots and that probe (the interval is kept as its uncertainty).
+
+Survival of one release = the time from its publication to the first look that finds no
+slot. We never see that instant, only looks around it, so each survival is an
+*interval*: after the last look with slots, at or before the first look without
+(interval-censored); with no later look without slots, it is only known to be longer
+than the last look with slots (right-censored). Summaries use a simple bound method:
+every figure is given as the range that contains it whatever the true survivals are
+within their intervals (lower bounds taken together, upper bounds taken together). It
+assumes nothing about the shape of the distribution (a Turnbull estimate would pick one
+value inside those bounds; we publish the bounds themselves).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from observatoire.clock import PARIS
+from observatoire.db.models import Probe, ReleaseRow, TargetRow
+from observatoire.outcomes import Outcome, ProbeResult
+
+#: Banners give the minute ("à HH:mm"): the true instant is within the next 60 s.
+BANNER_PRECISION = timedelta(seconds=60)
+#: The thresholds of the published shares ("gone within 5, 15 and 60 minutes").
+THRESHOLDS_MINUTES = (5, 15, 60)
+#: Looks that say whether slots exist (the others say nothing about survival).
+LOOK_OUTCOMES = (Outcome.AVAILABLE.value, Outcome.NO_SLOT.value)
+
+
+# -- feeding the table (called by store.save_probe, in the probe's transaction) ---------
+def record_releases(session: Session, probe: Probe, result: ProbeResult) -> None:
+    """Add or refresh the releases this probe tells about. Runs inside the transaction
+    that stores the probe, so a probe and the releases it saw commit together."""
+    seen: list[tuple[datetime, date | None, str]] = []
+    if result.release_last_at is not None:
+        seen.append((result.release_last_at, result.release_last_week, "banner"))
+    if result.release_next_at is not None:
+        seen.append((result.release_next_at, result.release_next_week, "announced"))
+    for at, week, source in seen:
+        _upsert(session, probe, at.astimezone(UTC), week, source)
+    if seen or result.outcome is not Outcome.AVAILABLE:
+        return
+    # No banner: infer a release when slots appear after a look that found none.
+    previous = session.execute(
+        select(Probe.outcome, Probe.started_at, Probe.release_last_at)
+        .where(
+            Probe.target_id == probe.target_id,
+            Probe.started_at < probe.started_at,
+            Probe.outcome.in_(LOOK_OUTCOMES),
+            Probe.id != probe.id,
+        )
+        .order_by(Probe.started_at.desc())
+        .limit(1)
+    ).first()
+    if previous is None or previous.outcome != Outcome.NO_SLOT.value:
+        return
+    if previous.release_last_at is not None:
+        return  # a target with banners: its releases are read, never guessed
+    uncertainty = int((probe.started_at - previous.started_at).total_seconds())
+    session.add(
+        ReleaseRow(
+            target_id=probe.target_id,
+            published_at=probe.started_at,
+            week_start=None,
+            source="inferred",
+            inferred=True,
+            uncertainty_seconds=max(0, uncertainty),
+            first_seen_at=probe.started_at,
+            last_seen_at=probe.started_at,
+            probe_id=probe.id,
+        )
+    )
+
+
+def _upsert(session: Session, probe: Probe, at: datetime, week: date | None, source: str) -> None:
+    row = session.scalars(
+        select(ReleaseRow).where(
+            ReleaseRow.target_id == probe.target_id, ReleaseRow.published_at == at
+        )
+    ).first()
+    if row is None:
+        session.add(
+            ReleaseRow(
+                target_id=probe.target_id,
+                published_at=at,
+                week_start=week,
+                source=source,
+                inferred=False,
+                uncertainty_seconds=None,
+                first_seen_at=probe.started_at,
+                last_seen_at=probe.started_at,
+                probe_id=probe.id,
+            )
+        )
+        return
+    row.first_seen_at = min(row.first_seen_at, probe.started_at)
+    row.last_seen_at = max(row.last_seen_at, probe.started_at)
+    row.week_start = row.week_start or week
+    if source == "banner" and row.source != "banner":
+        row.source = "banner"  # announced, and now seen as having happened
+
+
+# -- survival ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Look:
+    at: datetime
+    slots: bool
+    followup: bool = False
+    mode: str = "auto"
+
+
+@dataclass(frozen=True)
+class Survival:
+    """One release and what the looks around it say of its survival (seconds)."""
+
+    target_id: str
+    published_at: datetime
+    week_start: date | None
+    source: str
+    uncertainty_seconds: int | None
+    #: Lower bound (exclusive), upper bound (inclusive; None when right-censored); None
+    #: both when the release was missed (no look before the next release).
+    low: float | None
+    high: float | None
+    looks: int
+
+    @property
+    def missed(self) -> bool:
+        return self.low is None
+
+    @property
+    def censoring(self) -> str:
+        """ "missed", "interval" or "right" (the French words are the site's job)."""
+        if self.low is None:
+            return "missed"
+        return "right" if self.high is None else "interval"
+
+    def contains(self, seconds: float) -> bool:
+        """Whether a true survival is compatible with what was measured."""
+        if self.low is None:
+            return True
+        return self.low < seconds + 1e-6 and (self.high is None or seconds <= self.high + 1e-6)
+
+
+def survival_of(
+    release: ReleaseRow | Survival | object,
+    looks: Sequence[Look],
+    until: datetime | None,
+) -> tuple[float | None, float | None, int]:
+    """The survival interval of one release from the looks of its target (sorted by
+    time), counting only looks before `until` (the next release: a look after it may
+    see the next batch's slots)."""
+    published: datetime = release.published_at  # type: ignore[attr-defined]
+    uncertainty = getattr(release, "uncertainty_seconds", None)
+    inferred = uncertainty is not None
+    window = [lk for lk in looks if lk.at >= published and (until is None or lk.at < until)]
+    if not window:
+        return None, None, 0
+    last_with: datetime | None = None
+    first_without: datetime | None = None
+    for look in window:
+        if look.slots:
+            last_with = look.at
+        else:
+            first_without = look.at
+            break
+    # The earliest the publication can have been, and the latest.
+    earliest = published - timedelta(seconds=uncertainty) if inferred else published
+    latest = published if inferred else published + BANNER_PRECISION
+    low = 0.0 if last_with is None else max(0.0, (last_with - latest).total_seconds())
+    high = None if first_without is None else (first_without - earliest).total_seconds()
+    return low, high, len(window)
+
+
+def looks_by_target(
+    engine: Engine, target_ids: Iterable[str] | None = None
+) -> dict[str, list[Look]]:
+    """Every look that says whether slots existed, per target, oldest first."""
+    stmt = select(Probe.target_id, Probe.started_at, Probe.outcome, Probe.followup, Probe.mode)
+    stmt = stmt.where(Probe.outcome.in_(LOOK_OUTCOMES))
+    if target_ids is not None:
+        stmt = stmt.where(Probe.target_id.in_(list(target_ids)))
+    out: dict[str, list[Look]] = defaultdict(list)
+    with engine.connect() as conn:
+        for tid, at, outcome, followup, mode in conn.execute(stmt.order_by(Probe.started_at)):
+            out[tid].append(Look(at, outcome == Outcome.AVAILABLE.value, bool(followup), mode))
+    return out
+
+
+def survivals(
+    engine: Engine, now: datetime, target_ids: Iterable[str] | None = None
+) -> list[Survival]:
+    """Every past release with its survival interval (or marked missed), oldest first.
+    Announced releases still in the future are left out."""
+    ids = list(target_ids) if target_ids is not None else None
+    stmt = select(ReleaseRow).where(ReleaseRow.published_at <= now)
+    if ids is not None:
+        stmt = stmt.where(ReleaseRow.target_id.in_(ids))
+    with Session(engine) as session:
+        rows = list(session.scalars(stmt.order_by(ReleaseRow.target_id, ReleaseRow.published_at)))
+        session.expunge_all()
+    looks = looks_by_target(engine, ids)
+    by_target: dict[str, list[ReleaseRow]] = defaultdict(list)
+    for row in rows:
+        by_target[row.target_id].append(row)
+    out: list[Survival] = []
+    for tid, releases in by_target.items():
+        for index, row in enumerate(releases):
+            following = releases[index + 1] if index + 1 < len(releases) else None
+            until = None
+            if following is not None:
+                until = following.published_at - timedelta(
+                    seconds=following.uncertainty_seconds or 0
+                )
+            low, high, count = survival_of(row, looks.get(tid, []), until)
+            out.append(
+                Survival(
+                    tid,
+                    row.published_at,
+                    row.week_start,
+                    row.source,
+                    row.uncertainty_seconds,
+                    low,
+                    high,
+                    count,
+                )
+            )
+    return sorted(out, key=lambda s: (s.target_id, s.published_at))
+
+
+@dataclass(frozen=True)
+class SurvivalSummary:
+    """Per target and Paris month: the figures the site and the export publish."""
+
+    target_id: str
+    month: str
+    releases: int
+    observed: int
+    missed: int
+    right_censored: int
+    inferred: int
+    #: Bounds of the median survival, seconds (high None = unbounded).
+    median_low: float | None
+    median_high: float | None
+    #: For 5, 15, 60 min: (lowest, highest) possible share of observed releases gone.
+    gone: dict[int, tuple[float, float]]
+
+
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def summarize(items: Sequence[Survival]) -> list[SurvivalSummary]:
+    """Bound-method summaries per target and month (see the module docstring)."""
+    groups: dict[tuple[str, str], list[Survival]] = defaultdict(list)
+    for s in items:
+        groups[(s.target_id, f"{s.published_at.astimezone(PARIS):%Y-%m}")].append(s)
+    out = []
+    for (tid, month), group in sorted(groups.items()):
+        seen = [s for s in group if not s.missed]
+        lows = [float(s.low or 0.0) for s in seen]
+        highs = [math.inf if s.high is None else float(s.high) for s in seen]
+        gone: dict[int, tuple[float, float]] = {}
+        for minutes in THRESHOLDS_MINUTES:
+            t = minutes * 60.0
+            if seen:
+                sure = sum(1 for h in highs if h <= t) / len(seen)
+                possible = sum(1 for lo in lows if lo < t) / len(seen)
+                gone[minutes] = (sure, possible)
+        median_high = _median(highs) if seen else None
+        out.append(
+            SurvivalSummary(
+                target_id=tid,
+                month=month,
+                releases=len(group),
+                observed=len(seen),
+                missed=len(group) - len(seen),
+                right_censored=sum(1 for s in seen if s.high is None),
+                inferred=sum(1 for s in group if s.source == "inferred"),
+                median_low=_median(lows) if seen else None,
+                median_high=None if median_high is None or math.isinf(median_high) else median_high,
+                gone=gone,
+            )
+        )
+    return out
+
+
+def duration_fr(seconds: float | None) -> str:
+    """ "4 min", "1 h 05", "2 j" — for the site and the volunteer page."""
+    if seconds is None:
+        return "plus longtemps (non borné)"
+    minutes = int(round(seconds / 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h {minutes % 60:02d}"
+    return f"{minutes // (24 * 60)} j"
+
+
+# -- announced releases: countdown and calendar feeds ------------------------------------
+@dataclass(frozen=True)
+class Announced:
+    target_id: str
+    department: str
+    label: str
+    url: str
+    published_at: datetime
+    week_start: date | None
+
+
+def announced(
+    engine: Engine,
+    now: datetime,
+    *,
+    department: str | None = None,
+    horizon: timedelta = timedelta(days=14),
+    past: timedelta = timedelta(days=0),
+) -> list[Announced]:
+    """Releases the platforms announced, from `now - past` to `now + horizon`, soonest
+    first (enabled targets only)."""
+    stmt = (
+        select(ReleaseRow, TargetRow)
+        .join(TargetRow, TargetRow.id == ReleaseRow.target_id)
+        .where(
+            ReleaseRow.inferred.is_(False),
+            ReleaseRow.published_at >= now - past,
+            ReleaseRow.published_at <= now + horizon,
+            TargetRow.enabled.is_(True),
+        )
+        .order_by(ReleaseRow.published_at, ReleaseRow.target_id)
+    )
+    if department is not None:
+        stmt = stmt.where(TargetRow.department == department)
+    with Session(engine) as session:
+        return [
+            Announced(t.id, t.department, t.label, t.url, r.published_at, r.week_start)
+            for r, t in session.execute(stmt)
+        ]
+
+
+def _ics_text(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\n", "\\n")
+
+
+def _fold(line: str) -> str:
+    """RFC 5545 lines are at most 75 octets; longer ones continue after CRLF + space."""
+    data = line.encode("utf-8")
+    if len(data) <= 75:
+        return line
+    parts, current = [], b""
+    for char in line:
+        encoded = char.encode("utf-8")
+        if len(current) + len(encoded) > (75 if not parts else 74):
+            parts.append(current.decode("utf-8"))
+            current = b""
+        current += encoded
+    parts.append(current.decode("utf-8"))
+    return "\r\n ".join(parts)
+
+
+def ics_feed(items: Sequence[Announced], name: str, generated: datetime) -> str:
+    """An iCalendar feed of announced releases: a volunteer subscribes once and their
+    phone reminds them (an alarm 10 minutes before). Stable UIDs, so a re-read feed
+    updates events instead of duplicating them."""
+    stamp = f"{generated.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+    lines = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//observatoire//mises en ligne//FR",
+        "CALSCALE:GREGORIAN",
+        "METHOD:PUBLISH",
+        f"X-WR-CALNAME:{_ics_text(name)}",
+        "X-WR-TIMEZONE:Europe/Paris",
+    ]
+    for item in items:
+        start = item.published_at.astimezone(UTC)
+        week = (
+            f" pour des créneaux de la semaine du {item.week_start:%d/%m/%Y}"
+            if item.week_start
+            else ""
+        )
+        local = item.published_at.astimezone(PARIS)
+        lines += [
+            "BEGIN:VEVENT",
+            f"UID:mise-en-ligne-{item.target_id}-{start:%Y%m%dT%H%M}@observatoire",
+            f"DTSTAMP:{stamp}",
+            f"DTSTART:{start:%Y%m%dT%H%M%SZ}",
+            "DURATION:PT15M",
+            f"SUMMARY:{_ics_text('Mise en ligne de rendez-vous : ' + item.label)}",
+            "DESCRIPTION:"
+            + _ics_text(
+                f"Le site annonce une mise en ligne le {local:%d/%m/%Y} à {local:%H:%M}{week}. "
+                f"Département {item.department}. Démarche : {item.url}"
+            ),
+            f"URL:{_ics_text(item.url)}",
+            "BEGIN:VALARM",
+            "ACTION:DISPLAY",
+            "TRIGGER:-PT10M",
+            f"DESCRIPTION:{_ics_text('Mise en ligne dans 10 minutes : ' + item.label)}",
+            "END:VALARM",
+            "END:VEVENT",
+        ]
+    lines.append("END:VCALENDAR")
+    return "\r\n".join(_fold(line) for line in lines) + "\r\n"
+
+
+def weekday_hour_grid(items: Sequence[Survival]) -> list[list[int]]:
+    """Releases per Paris weekday (Monday first) and hour: when releases happen."""
+    grid = [[0] * 24 for _ in range(7)]
+    for s in items:
+        local = s.published_at.astimezone(PARIS)
+        grid[local.weekday()][local.hour] += 1
+    return grid
+
+
+# -- the public site's "Mises en ligne" section -------------------------------------------
+WEEKDAYS_FR = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
+CENSORING_FR = {
+    "interval": "entre deux consultations",
+    "right": "encore visible à la dernière consultation",
+    "missed": "manquée (aucune consultation avant la suivante)",
+}
+SOURCE_FR = {
+    "banner": "annoncée par le site",
+    "announced": "annoncée par le site",
+    "inferred": "déduite (premiers créneaux vus après « aucun créneau »)",
+}
+
+
+def survival_svg(items: Sequence[Survival], title: str) -> str:
+    """Each observed release as a bar from the shortest to the longest survival its
+    looks allow (an arrow when only a lower bound is known). Plain SVG, no script."""
+    seen = [s for s in items if not s.missed][-30:]
+    if not seen:
+        return ""
+    finite = [s.high for s in seen if s.high is not None] + [s.low or 0 for s in seen]
+    scale_max = max(60 * 60.0, max(finite) * 1.1)
+    width, left, row = 640, 150, 16
+    height = 30 + row * len(seen)
+    plot = width - left - 10
+
+    def x(seconds: float) -> float:
+        return left + plot * min(seconds, scale_max) / scale_max
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'role="img" aria-labelledby="survie-titre" class="survie">'
+        f'<title id="survie-titre">{_xml(title)}</title>'
+    ]
+    for minutes in (0, 5, 15, 60, 120, 240, 480, 1440):
+        if minutes * 60 <= scale_max:
+            gx = x(minutes * 60)
+            parts.append(
+                f'<line x1="{gx:.1f}" y1="12" x2="{gx:.1f}" y2="{height - 4}" class="grille"/>'
+                f'<text x="{gx:.1f}" y="10" font-size="9" text-anchor="middle">'
+                f"{duration_fr(minutes * 60.0)}</text>"
+            )
+    for index, s in enumerate(seen):
+        y = 20 + row * index
+        local = s.published_at.astimezone(PARIS)
+        label = f"{local:%d/%m %H:%M}" + (" (déduite)" if s.source == "inferred" else "")
+        x1 = x(s.low or 0.0)
+        x2 = x(s.high) if s.high is not None else left + plot
+        parts.append(
+            f'<text x="4" y="{y + 10}" font-size="10">{_xml(label)}</text>'
+            f'<rect x="{x1:.1f}" y="{y + 2}" width="{max(2.0, x2 - x1):.1f}" height="9" '
+            f'class="{"ouvert" if s.high is None else "borne"}"/>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _xml(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _share_fr(bounds: tuple[float, float] | None) -> str:
+    if bounds is None:
+        return "—"
+    low, high = (round(v * 100) for v in bounds)
+    return f"{low} %" if low == high else f"entre {low} et {high} %"
+
+
+def _median_fr(summary: SurvivalSummary) -> str:
+    if summary.median_low is None:
+        return "—"
+    low = duration_fr(summary.median_low)
+    if summary.median_high is None:
+        return f"plus de {low}"
+    high = duration_fr(summary.median_high)
+    return low if low == high else f"entre {low} et {high}"
+
+
+def site_sections(engine: Engine, now: datetime) -> dict[str, dict[str, object]]:
+    """Per department: what the "Mises en ligne" section shows (empty departments are
+    left out, and the section is not drawn for them)."""
+    with Session(engine) as session:
+        targets = {
+            t.id: (t.department, t.label, t.enabled) for t in session.scalars(select(TargetRow))
+        }
+    items = survivals(engine, now)
+    by_dept: dict[str, list[Survival]] = defaultdict(list)
+    for s in items:
+        if s.target_id in targets:
+            by_dept[targets[s.target_id][0]].append(s)
+    coming = announced(engine, now)
+    out: dict[str, dict[str, object]] = {}
+    for dept, group in by_dept.items():
+        grid = weekday_hour_grid(group)
+        hours = [h for h in range(24) if any(grid[d][h] for d in range(7))]
+        summaries = summarize(group)
+        out[dept] = {
+            "hours": hours,
+            "grid": [(WEEKDAYS_FR[d], [grid[d][h] for h in hours]) for d in range(7)],
+            "summaries": [
+                {
+                    "label": targets[s.target_id][1],
+                    "month": s.month,
+                    "releases": s.releases,
+                    "observed": s.observed,
+                    "missed": s.missed,
+                    "right_censored": s.right_censored,
+                    "inferred": s.inferred,
+                    "median": _median_fr(s),
+                    "gone5": _share_fr(s.gone.get(5)),
+                    "gone15": _share_fr(s.gone.get(15)),
+                    "gone60": _share_fr(s.gone.get(60)),
+                }
+                for s in sorted(summaries, key=lambda s: (s.month, s.target_id), reverse=True)
+            ],
+            "recent": [
+                {
+                    "label": targets[s.target_id][1],
+                    "at": s.published_at,
+                    "source": SOURCE_FR[s.source],
+                    "censoring": CENSORING_FR[s.censoring],
+                    "low": duration_fr(s.low) if s.low is not None else "—",
+                    "high": duration_fr(s.high) if s.low is not None else "—",
+                }
+                for s in sorted(group, key=lambda s: s.published_at, reverse=True)[:20]
+            ],
+            "chart": survival_svg(
+                group, f"Durée de disponibilité des créneaux mis en ligne, département {dept}"
+            ),
+            "announced": [a for a in coming if a.department == dept],
+        }
+    return out
+
+
+def site_feeds(engine: Engine, now: datetime) -> dict[str, str]:
+    """The public site's iCalendar files: `mises-en-ligne.ics` (all) and
+    `mises-en-ligne-<department>.ics`, announced releases of the next 14 days."""
+    items = announced(engine, now)
+    feeds = {"mises-en-ligne.ics": ics_feed(items, "Mises en ligne annoncées", now)}
+    with Session(engine) as session:
+        departments = sorted(set(session.scalars(select(TargetRow.department))))
+    for dept in departments:
+        mine = [a for a in items if a.department == dept]
+        feeds[f"mises-en-ligne-{dept}.ics"] = ics_feed(
+            mine, f"Mises en ligne annoncées — département {dept}", now
+        )
+    return feeds

@@ -1,0 +1,267 @@
+"""Captures from a person's own browser, server side: tokens, limits, classification by
+the platform adapter, review of what is not recognised, cross-checks with the robot,
+private applicant captures kept out of the figures, phone screenshots read by OCR
+(exact sentences only), and deletion that leaves no trace."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from observatoire.browser import BrowserPool
+from observatoire.captures.contributors import add_contributor, authenticate
+from observatoire.captures.delete import delete_contributor
+from observatoire.captures.reception import CaptureService
+from observatoire.captures.routes import RateLimiter
+from observatoire.clock import VirtualClock
+from observatoire.config import load_config
+from observatoire.db.models import CaptureRow, Contributor, Probe, ProbeDay
+from observatoire.evidence import EvidenceStore
+from observatoire.outcomes import Outcome, ProbeResult
+from observatoire.rollups import rebuild
+from observatoire.simulator import RunningSimulator
+from observatoire.store import ProbeRecord, save_probe, sync_targets
+from tests.captures_support import RDV, capture_server, walk_to_slots
+from tests.conftest import DEMO_CONFIG, REQUIRE_ALL, T0
+
+HAUTS_DE_SEINE = "92-titre-sejour-rdvpref-3327"
+
+
+async def slot_page(simulator: RunningSimulator, demarche: int) -> tuple[bytes, str]:
+    """The slot page as a person's browser gets it (the captcha answered through the
+    simulator's hook): its HTML and address."""
+    base = f"{simulator.base_url}/{RDV}/{demarche}"
+    async with httpx.AsyncClient(follow_redirects=True) as client:
+        cgu = (await client.get(f"{base}/cgu/")).text
+        captcha = re.search(r'name="captchaId" value="([^"]+)"', cgu)
+        assert captcha is not None
+        answer = simulator.state.rdvpref.answer(captcha.group(1))
+        page = await client.post(
+            f"{base}/_validerCaptcha",
+            data={"captchaId": captcha.group(1), "captchaUsercode": answer},
+        )
+        assert str(page.url).endswith("/creneau/")
+        return page.content, str(page.url)
+
+
+async def post_capture(server: str, token: str | None, **fields: bytes | str) -> httpx.Response:
+    files = {k: (k, v) for k, v in fields.items()}
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    async with httpx.AsyncClient(timeout=30) as client:
+        return await client.post(f"{server}/api/captures", headers=headers, files=files)
+
+
+async def test_api_tokens_limits_and_review(
+    tmp_path: Path, simulator: RunningSimulator, clock: VirtualClock
+) -> None:
+    async with capture_server(tmp_path, simulator, clock) as server:
+        _, token = add_contributor(server.engine, "benevole-b", "volunteer", clock.now())
+        html, url = await slot_page(simulator, 3327)
+
+        async def post(token: str | None, **fields: bytes | str) -> httpx.Response:
+            return await post_capture(server.url, token, **fields)
+
+        client = httpx.AsyncClient(timeout=120)
+
+        # CORS preflight: the extension's origin is not ours; the token is the credential.
+        pre = await client.options(f"{server.url}/api/captures")
+        assert pre.status_code == 204 and pre.headers["Access-Control-Allow-Origin"] == "*"
+        # No token, a wrong token: refused, nothing stored.
+        assert (await post(None, url=url, html=html)).status_code == 401
+        assert (await post("nope", url=url, html=html)).status_code == 401
+        # Too big, not PNG, missing fields.
+        big = await post(token, url=url, html=b"<html>" + b"x" * (5 * 1024 * 1024 + 1))
+        assert big.status_code == 413
+        bad_png = await post(token, url=url, html=html, screenshot=b"GIF89a")
+        assert bad_png.status_code == 422 and "PNG" in bad_png.json()["error"]
+        assert (await post(token, html=html)).status_code == 400
+
+        # The real slot page: classified by the adapter, a manual probe.
+        ok = await post(token, url=url, html=html)
+        assert ok.status_code == 201, ok.text
+        assert ok.json()["outcome"] == "no_slot" and ok.json()["review"] == "none"
+        # A page of the target the adapter does not recognise: kept, waiting for review.
+        odd = await post(token, url=url, html=b"<html><body><p>Bonjour</p></body></html>")
+        assert odd.json()["outcome"] == "unrecognized"
+        assert odd.json()["review"] == "pending" and odd.json()["probe"] is not None
+        # A page of no configured target: kept without a probe, for review.
+        other = await post(token, url="https://example.org/rdv/1", html=html)
+        assert other.json()["review_reason"] == "unknown_host" and other.json()["probe"] is None
+        with Session(server.engine) as session:
+            assert session.scalar(select(func.count()).select_from(CaptureRow)) == 3
+            assert session.scalar(select(func.count()).select_from(Probe)) == 2
+            pending = session.scalars(
+                select(CaptureRow.review_reason).where(CaptureRow.review == "pending")
+            ).all()
+            assert sorted(pending) == ["unknown_host", "unrecognized:slot_page"]
+
+        # Guessing tokens stops after ten refusals from one address.
+        codes = [(await post(f"guess{i}", url=url, html=html)).status_code for i in range(10)]
+        assert codes[-1] == 429 and set(codes[:8]) == {401}
+        # The deposit page is reachable without the volunteer page's cookie.
+        form = await client.get(f"{server.url}/captures/deposer")
+        await client.aclose()
+        assert form.status_code == 200 and "Déposer une capture d'écran" in form.text
+
+
+def test_rate_limiter() -> None:
+    limiter = RateLimiter(2, 60.0)
+    assert limiter.allow("a", 0.0) is None and limiter.allow("a", 1.0) is None
+    assert limiter.allow("a", 2.0) == pytest.approx(58.0)
+    assert limiter.allow("b", 2.0) is None
+    assert limiter.allow("a", 61.0) is None
+
+
+def robot_probe(engine: Engine, evidence: EvidenceStore, at, outcome: Outcome) -> int:  # type: ignore[no-untyped-def]
+    result = ProbeResult(outcome, "", page=b"<html>robot</html>")
+    record = ProbeRecord(HAUTS_DE_SEINE, None, at, at, result, 3, 1, 10, "rdv_prefecture", "x")
+    return save_probe(engine, evidence, record)
+
+
+async def test_crosscheck_private_applicant_and_delete(
+    engine: Engine, tmp_path: Path, simulator: RunningSimulator, clock: VirtualClock
+) -> None:
+    cfg = load_config(DEMO_CONFIG, simulator_url=simulator.base_url)
+    sync_targets(engine, cfg.targets, clock.now())
+    evidence = EvidenceStore(tmp_path / "evidence")
+    service = CaptureService(engine, evidence)
+    applicant, token = add_contributor(engine, "demandeur-c", "applicant", T0)
+    volunteer, _ = add_contributor(engine, "benevole-d", "volunteer", T0)
+    assert authenticate(engine, token) == applicant and authenticate(engine, "x") is None
+    html, url = await slot_page(simulator, 3327)
+
+    # The robot saw slots 4 minutes earlier: a manual "no slot" stands out.
+    robot_probe(engine, evidence, T0 - timedelta(minutes=4), Outcome.AVAILABLE)
+    flagged = service.receive_page(applicant, html, url, T0, client_time=T0)
+    assert (flagged.outcome, flagged.review) == ("no_slot", "pending")
+    assert flagged.review_reason.startswith("contradicted_by_probe:#")
+    # An hour later, nothing contradicts it.
+    later = service.receive_page(volunteer, html, url, T0 + timedelta(hours=1), client_time=None)
+    assert later.review == "none"
+
+    # The applicant has not opted in: out of the figures (rollups and their rebuild).
+    def manual_days() -> list[tuple[int, int]]:
+        with Session(engine) as session:
+            return [(d.no_slot, d.manual) for d in session.scalars(select(ProbeDay))]
+
+    assert manual_days() == [(1, 1)]  # the volunteer's capture only (and the robot's slot)
+    rebuild(engine)
+    assert manual_days() == [(1, 1)]
+
+    # Deleting the applicant leaves no trace; the volunteer's shared page evidence stays.
+    shot = b"\x89PNG\r\n\x1a\n" + b"applicant-only"
+    own = service.receive_page(
+        applicant, html.replace(b"</body>", b"<!-- a --></body>"), url, T0, screenshot=shot
+    )
+    own_files = [
+        evidence.path_for(own.page_sha256, "html"),
+        evidence.path_for(shot_sha(shot), "png"),
+    ]
+    assert all(p.exists() for p in own_files)
+    shared = evidence.path_for(flagged.page_sha256, "html")
+    done = delete_contributor(engine, evidence, "demandeur-c")
+    assert (done.captures, done.probes) == (2, 2)
+    assert not any(p.exists() for p in own_files)
+    assert shared.exists()  # the volunteer's capture of the same page still uses it
+    with Session(engine) as session:
+        assert (
+            session.scalar(select(Contributor).where(Contributor.pseudonym == "demandeur-c"))
+            is None
+        )
+        assert session.scalars(select(CaptureRow.contributor_id)).all() == [volunteer.id]
+        assert (
+            session.scalar(
+                select(func.count()).select_from(Probe).where(Probe.contributor_id == applicant.id)
+            )
+            == 0
+        )
+        assert (
+            session.scalar(
+                select(func.count()).select_from(Probe).where(Probe.volunteer == "demandeur-c")
+            )
+            == 0
+        )
+    delete_contributor(engine, evidence, "benevole-d")
+    assert not shared.exists()
+    assert manual_days() == [(0, 0)] or manual_days() == []
+
+
+def shot_sha(data: bytes) -> str:
+    return __import__("hashlib").sha256(data).hexdigest()
+
+
+def need_tesseract() -> None:
+    if shutil.which("tesseract"):
+        return
+    if REQUIRE_ALL:
+        pytest.fail("CI needs tesseract-ocr and tesseract-ocr-fra (scripts/setup.sh)")
+    pytest.skip("tesseract not installed (apt-get install tesseract-ocr tesseract-ocr-fra)")
+
+
+async def test_phone_screenshot_no_slot_and_doubtful_ones_wait_for_review(
+    tmp_path: Path, simulator: RunningSimulator, clock: VirtualClock, browser_pool: BrowserPool
+) -> None:
+    need_tesseract()
+    (site,) = simulator.state.scenario.rdv_prefecture_sites
+    site.empty_view = "last_week"  # "Aucun créneau disponible à partir de cette date."
+    browser = await browser_pool.browser()
+    phone = await browser.new_context(
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=3,
+        is_mobile=True,
+        has_touch=True,
+        locale="fr-FR",
+    )
+    page = await phone.new_page()
+    await walk_to_slots(page, simulator, 3327)
+    clear = await page.screenshot()
+    # Cropped to the message alone: the sentence is there, but not shown in its place
+    # (no slot-page title), so nothing says which page it came from.
+    box = await page.locator("text=Aucun créneau disponible à partir").bounding_box()
+    assert box is not None
+    cropped = await page.screenshot(
+        clip={"x": 0, "y": box["y"] - 8, "width": 390, "height": 200}, full_page=True
+    )
+    await page.add_style_tag(content="body { filter: blur(2.5px); }")
+    blurred = await page.screenshot()
+    await phone.close()
+
+    async with capture_server(tmp_path, simulator, clock) as server:
+        _, token = add_contributor(server.engine, "demandeuse-e", "applicant", clock.now())
+
+        client = httpx.AsyncClient(timeout=120)
+
+        async def upload(image: bytes, jeton: str = token) -> httpx.Response:
+            return await client.post(
+                f"{server.url}/captures/deposer",
+                data={"jeton": jeton, "cible": HAUTS_DE_SEINE},
+                files={"capture": ("capture.png", image, "image/png")},
+            )
+
+        answers = [await upload(img) for img in (clear, cropped, blurred)]
+        assert [a.status_code for a in answers] == [201, 201, 201]
+        assert "Capture reçue" in answers[0].text and "aucun créneau" in answers[0].text.lower()
+        assert "la regardera" in answers[1].text
+        with Session(server.engine) as session:
+            rows = session.scalars(select(CaptureRow).order_by(CaptureRow.id)).all()
+            assert [(r.kind, r.outcome, r.review) for r in rows] == [
+                ("screenshot", "no_slot", "none"),
+                ("screenshot", "unrecognized", "pending"),
+                ("screenshot", "unrecognized", "pending"),
+            ]
+            assert [r.detail for r in rows[:2]] == ["ocr:last_week", "ocr:no_slot_page_title"]
+            assert "Veuillez réessayer ultérieurement." in (rows[0].ocr_text or "")
+            probe = session.get(Probe, rows[0].probe_id)
+            assert probe is not None and probe.mode == "manual" and probe.page_sha256 is None
+            assert server.evidence.get(probe.screenshot_sha256, "png") == clear
+        # A wrong token is refused on the form too.
+        refused = await upload(clear, "faux")
+        await client.aclose()
+        assert refused.status_code == 401 and "Jeton personnel inconnu" in refused.text
