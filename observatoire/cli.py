@@ -10,10 +10,10 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -24,8 +24,11 @@ from observatoire import __version__
 from observatoire.config import Config, ConfigError, load_config
 from observatoire.db import DatabaseNotReady, make_engine, require_migrated
 from observatoire.publish import PublishRefused
-from observatoire.settings import Settings, SettingsError, check_conduct
+from observatoire.settings import Settings, SettingsError
 from observatoire.store import StorageError
+
+if TYPE_CHECKING:
+    from observatoire.runtime import Runtime
 
 app = typer.Typer(
     help=(
@@ -128,6 +131,16 @@ def _engine(migrated: bool = True):  # type: ignore[no-untyped-def]
     return engine
 
 
+def _runtime(hosts: Iterable[str], *, database_optional: bool = False) -> Runtime:
+    """The robot's runtime for a command that sends requests to `hosts`: the
+    identification rule checked first (contact, >= 1 s for real hosts), then built."""
+    from observatoire.runtime import Runtime
+
+    return Runtime.for_hosts(
+        settings(), hosts, database="optional" if database_optional else "required"
+    )
+
+
 @app.command()
 def version() -> None:
     """Print the robot's version and User-Agent."""
@@ -203,24 +216,19 @@ def targets_check(
 def _check_live(cfg: Config, target_id: str) -> None:
     """`targets check --live ID`: one polite GET of the target's URL, then the verdict."""
     from observatoire.livecheck import look_once
-    from observatoire.politeness import PolitePolicy
+    from observatoire.platforms import PLATFORMS
 
     target = next((t for t in cfg.targets if t.id == target_id), None)
     if target is None:
         raise fail(f"unknown target id {target_id!r} (see `targets list`)")
     if target.url.startswith(OFFLINE_SIMULATOR):
         raise fail(f"{target_id} uses {{simulator}}: pass --simulator-url of a running simulator")
-    s = settings()
-    check_conduct(s, [target.host])  # a real host needs the contact URL, >= 1 s delay
-    from sqlalchemy.exc import SQLAlchemyError
-
-    try:
-        engine = _engine()  # the per-host gate shared with a running robot
-    except (DatabaseNotReady, SQLAlchemyError):
-        engine = None  # no database yet: this process's gate only (one request anyway)
+    # The per-host gate shared with a running robot; without a database yet, this
+    # process's gate only (one request anyway).
+    runtime = _runtime([target.host], database_optional=True)
 
     async def go() -> Any:
-        policy = PolitePolicy(s.user_agent, s.min_delay_seconds, s.timeout_seconds, engine=engine)
+        policy = runtime.policy()
         policy.join_groups(cfg.targets)
         try:
             return await look_once(target, policy)
@@ -234,7 +242,7 @@ def _check_live(cfg: Config, target_id: str) -> None:
         f"  answered: HTTP {look.status} at {look.final_url}"
         if look.status is not None
         else "  answered: nothing",
-        f"  requests: {look.requests} (User-Agent: {s.user_agent})",
+        f"  requests: {look.requests} (User-Agent: {runtime.user_agent})",
         f"  recognised platform: {look.platform or 'none'}",
         *(f"    sign: {sign}" for sign in look.signs),
         f"  retired link: {'yes' if look.retired else 'no'}",
@@ -243,7 +251,7 @@ def _check_live(cfg: Config, target_id: str) -> None:
     if fine:
         nxt = (
             "a captcha comes first: it waits for a volunteer (`observatoire assist`)"
-            if target.platform == "rdv_prefecture"
+            if PLATFORMS[target.platform].captcha_first
             else f"one supervised probe: `observatoire probe {target.id}`"
         )
         lines.append(f"  next: {nxt}")
@@ -295,9 +303,6 @@ def probe(
     them. Probing a real (non-loopback) host needs $OBSERVATOIRE_CONTACT_URL: the robot
     always says who runs it.
     """
-    from observatoire.clock import SystemClock
-    from observatoire.evidence import EvidenceStore
-    from observatoire.politeness import PolitePolicy
     from observatoire.store import check_writable, recover_interrupted, sync_targets
     from observatoire.sweep import run_sweep, split_probeable
 
@@ -320,11 +325,9 @@ def probe(
     else:
         for why, count in sorted(Counter(skipped.values()).items()):
             err.print(f"skipped {count} target(s): {why}", highlight=False)
-    check_conduct(s, (t.host for t in probeable))  # contact, >= 1 s for real hosts
-    engine = _engine()
-    clock = SystemClock()
+    runtime = _runtime(t.host for t in probeable)  # contact, >= 1 s for real hosts
+    engine, clock, evidence = runtime.engine, runtime.clock, runtime.evidence
     sync_targets(engine, cfg.targets, clock.now())
-    evidence = EvidenceStore(s.evidence_dir)
     # Before the first request: a real write to the evidence folder and the database;
     # then the probes a dead run left unfinished are counted, and their targets go first.
     check_writable(engine, evidence)
@@ -339,19 +342,19 @@ def probe(
 
     async def go(progress: Progress) -> Any:
         task = progress.add_task("probes", total=len(probeable))
-        # With the engine, the per-host gate is shared with every robot on the database.
-        policy = PolitePolicy(s.user_agent, s.min_delay_seconds, s.timeout_seconds, engine=engine)
         # SIGTERM/SIGINT: no new probe starts; the ones in flight finish and are stored.
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        try:
+        # The per-host gate is shared with every robot on the database.
+        async with runtime.robot() as robot:
             return await run_sweep(
                 probeable,
                 engine=engine,
                 evidence=evidence,
-                policy=policy,
+                policy=robot.policy,
+                browser=robot.browser,
                 clock=clock,
                 retry_base=s.retry_base_seconds,
                 on_probe=lambda t, r: progress.update(
@@ -359,8 +362,6 @@ def probe(
                 ),
                 stop=stop,
             )
-        finally:
-            await policy.aclose()
 
     started = time.monotonic()
     columns = (
@@ -435,12 +436,12 @@ def unrecognized(
     (tag/id/class skeleton, not the text), newest shapes first, with first and last seen
     (Paris), targets, the outcome/detail mix and one example page for `classify`. Probes
     without a saved page are grouped by their detail."""
-    from observatoire.clock import PARIS
+    from observatoire.clock import paris_midnight
     from observatoire.evidence import EvidenceStore
     from observatoire.fingerprint import drift_report, paris_short
 
     day = _parse_day(since, "--since")
-    start = datetime.combine(day, datetime.min.time(), PARIS) if day else None
+    start = paris_midnight(day) if day else None
     if adapter is not None:
         from observatoire.adapters import registry
 
@@ -490,21 +491,20 @@ def evidence_png(
     """Render a probe's saved HTML to a stamped PNG (JavaScript and network off)."""
     from sqlalchemy.orm import Session
 
-    from observatoire.browser import BrowserPool, BrowserUnavailable
+    from observatoire.browser import BrowserUnavailable
     from observatoire.db.models import Probe
-    from observatoire.evidence import EvidenceStore
     from observatoire.evidence_render import render_png
 
-    engine = _engine()
-    with Session(engine) as session:
+    runtime = _runtime([])  # renders a saved page offline: no host is contacted
+    with Session(runtime.engine) as session:
         probe = session.get(Probe, probe_id)
         if probe is None or probe.page_sha256 is None:
             raise fail(f"probe {probe_id} has no saved page")
         url, when, sha = probe.final_url or "", probe.started_at, probe.page_sha256
-    page = EvidenceStore(settings().evidence_dir).get(sha, "html")
+    page = runtime.evidence.get(sha, "html")
 
     async def go() -> bytes:
-        pool = BrowserPool(settings().user_agent)
+        pool = runtime.browser()
         try:
             return await render_png(pool, page, url, when)
         finally:
@@ -722,13 +722,16 @@ def publish(
     import threading
 
     from observatoire.evidence import EvidenceStore
-    from observatoire.export import export_all
+    from observatoire.export import check_export_target, export_all
     from observatoire.publish import check_target
     from observatoire.retention import prune_evidence
     from observatoire.site import build_site, context_from_settings
 
     s = settings()
-    check_target(s.site_dir)  # a site folder that observatoire did not create: exit 2
+    # Both folders are checked before anything is written: a refused publication (a
+    # folder observatoire did not create, exit 2) leaves no file behind.
+    check_target(s.site_dir)
+    check_export_target(s.export_dir)
     engine = _engine()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -748,6 +751,9 @@ def publish(
                 pruned_on = date.today()
                 out.print(f"evidence retention: {report.files_deleted} files deleted")
             # Both, explicitly: the open data first, then the site that publishes a copy.
+            # The folders are checked again first: they may have changed since the last run.
+            check_target(s.site_dir)
+            check_export_target(s.export_dir)
             simulated = _simulated_targets(engine)
             files = [f.path for f in export_all(engine, s.export_dir, simulated=simulated)]
             index = build_site(
@@ -839,17 +845,19 @@ def dossier(
     if not target or not out_dir:
         raise fail("--target et --out sont requis (ou --verify DOSSIER)")
     s = settings()
-    from observatoire.evidence import EvidenceStore
+    # The dossier sends no request (its browser renders saved pages offline): the
+    # runtime gives it the database, the evidence and the robot's own User-Agent.
+    runtime = _runtime([])
 
     try:
         manifest = build_dossier(
-            _engine(),
-            EvidenceStore(s.evidence_dir),
+            runtime.engine,
+            runtime.evidence,
             target,
             out_dir,
             _parse_day(since, "--from"),
             _parse_day(until, "--to"),
-            s.user_agent,
+            runtime.user_agent,
             contributor=contributor,
             annex=annex,
             issuer=Issuer(s.association, s.contact_url, s.operator, s.site_url),
@@ -908,9 +916,9 @@ def run(
         raise fail(str(exc)) from None
     path = str(config or s.targets_file)
     cfg = _config(config, simulator_url)  # validate now: a bad file is exit 2
-    check_conduct(s, (t.host for t in cfg.enabled_targets))
+    runtime = _runtime(t.host for t in cfg.enabled_targets)
     simulator = simulator_url or s.simulator_url or None
-    code = asyncio.run(Daemon(s, path, shard_t, simulator, every).run())
+    code = asyncio.run(Daemon(runtime, path, shard_t, simulator, every).run())
     raise typer.Exit(code)
 
 
@@ -982,33 +990,25 @@ def assist(
     from observatoire.assist.observation import AssistServices
     from observatoire.assist.queue import assisted_targets
     from observatoire.assist.server import AssistApp, running
-    from observatoire.browser import BrowserPool
-    from observatoire.clock import SystemClock
-    from observatoire.evidence import EvidenceStore
     from observatoire.leases import release_stale
-    from observatoire.politeness import PolitePolicy
     from observatoire.store import sync_targets
 
-    s = settings()
     cfg = _config(config, simulator_url)
     chosen = assisted_targets(cfg.targets)
-    check_conduct(s, (t.host for t in chosen))
-    engine = _engine()
-    clock = SystemClock()
+    runtime = _runtime(t.host for t in chosen)
+    engine, clock = runtime.engine, runtime.clock
     sync_targets(engine, cfg.targets, clock.now())
     release_stale(engine)
     # A volunteer's observation that cannot be stored must not start at all.
     from observatoire.store import check_writable
 
-    check_writable(engine, EvidenceStore(s.evidence_dir))
+    check_writable(engine, runtime.evidence)
 
     async def go() -> None:
-        policy = PolitePolicy(s.user_agent, s.min_delay_seconds, s.timeout_seconds, engine=engine)
-        policy.join_groups(cfg.targets)
-        pool = BrowserPool(s.user_agent, max_pages=4)
-        services = AssistServices(engine, EvidenceStore(s.evidence_dir), policy, pool, clock)
-        assist_app = AssistApp(services, cfg.targets)
-        try:
+        async with runtime.robot(max_pages=4) as robot:
+            robot.policy.join_groups(cfg.targets)
+            services = AssistServices(engine, runtime.evidence, robot.policy, robot.browser, clock)
+            assist_app = AssistApp(services, cfg.targets)
             async with running(assist_app, host, port) as url:
                 out.print(
                     f"{len(chosen)} target(s) to observe with a volunteer. Open:\n"
@@ -1022,9 +1022,6 @@ def assist(
                     loop.add_signal_handler(sig, stop.set)
                 await stop.wait()
                 out.print("stopping: open observations are closed, nothing half-recorded")
-        finally:
-            await pool.close()
-            await policy.aclose()
 
     try:
         asyncio.run(go())

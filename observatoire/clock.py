@@ -7,11 +7,38 @@ are always real time, so a virtual clock can never make the robot faster on a re
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
 PARIS = ZoneInfo("Europe/Paris")
+
+
+# -- the Paris calendar: every day and month of a figure is a Europe/Paris one ----------
+def paris_date(when: datetime) -> date:
+    """The Europe/Paris calendar day of an instant."""
+    return when.astimezone(PARIS).date()
+
+
+def paris_month(when: datetime) -> str:
+    """The Europe/Paris calendar month of an instant, "YYYY-MM"."""
+    return when.astimezone(PARIS).strftime("%Y-%m")
+
+
+def paris_midnight(day: date) -> datetime:
+    """The UTC instant a Europe/Paris day starts (DST included)."""
+    return datetime.combine(day, time(0, 0), PARIS).astimezone(UTC)
+
+
+def paris_day_bounds(day: date) -> tuple[datetime, datetime]:
+    """[start, end) of a Europe/Paris day in UTC: 23 or 25 hours at DST changes."""
+    return paris_midnight(day), paris_midnight(day + timedelta(days=1))
+
+
+def paris_month_bounds(year: int, month: int) -> tuple[datetime, datetime]:
+    """[start, end) of a Europe/Paris calendar month in UTC."""
+    nxt = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
+    return paris_midnight(date(year, month, 1)), paris_midnight(nxt)
 
 
 class Clock(Protocol):

@@ -13,17 +13,18 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from observatoire.platforms import PLATFORMS
+from observatoire.platforms import PLATFORMS, PlatformOptions
 from observatoire.yamlsource import LocatedYaml, YamlLoadError, load_located
 
 #: Placeholder for the simulator's base URL in `config/demo.yaml`.
 SIMULATOR_PLACEHOLDER = "{simulator}"
 SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+OptionsT = TypeVar("OptionsT", bound=PlatformOptions)
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,8 @@ class TargetConfig(_Strict):
     @field_validator("platform")
     @classmethod
     def _known_platform(cls, value: str) -> str:
+        # The registry, plugins included: a platform added through the
+        # `observatoire.adapters` entry point is a known platform.
         if value not in PLATFORMS:
             known = ", ".join(sorted(PLATFORMS))
             raise ValueError(f"unknown platform {value!r} (known: {known})")
@@ -180,10 +183,18 @@ class Target:
     enabled: bool
     interval_minutes: int
     site: str | None
+    #: The options as stored and hashed (JSON, defaults filled in); adapters read them
+    #: typed through `options_as`.
     options: dict[str, Any]
     host_group: str | None = None
     followup: FollowupConfig | None = None
     opening_hours: str | None = None
+
+    def options_as(self, model: type[OptionsT]) -> OptionsT:
+        """The options as the platform's typed model, whose defaults are the only ones:
+        an adapter reads `options_as(LegacyBookingOptions).calendar_days`, never a
+        string key with a default of its own."""
+        return model.model_validate(self.options)
 
     @property
     def host(self) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,14 +25,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from observatoire.assist.observation import AssistServices, Observation, State
 from observatoire.assist.queue import assist_queue
-from observatoire.browser import BrowserPool
 from observatoire.clock import PARIS, VirtualClock
 from observatoire.config import Target, load_config
 from observatoire.db import make_engine
 from observatoire.db.migrate import upgrade
-from observatoire.evidence import EvidenceStore
 from observatoire.export import export_all
-from observatoire.politeness import PolitePolicy
+from observatoire.runtime import Runtime
 from observatoire.settings import Settings
 from observatoire.simulator import RunningSimulator, start_simulator
 from observatoire.simulator.scenario import load_scenario
@@ -126,8 +124,14 @@ def run_demo(
     start = end - timedelta(days=days)
     clock = VirtualClock(start)
     scenario = load_scenario().model_copy(update={"anchor": end})
-    settings = Settings.from_env()
-    evidence = EvidenceStore(out / "evidence")
+    # The robot's runtime as every entry point builds it, on the demo's own database and
+    # folder. Loopback simulator: no politeness delay needed, but still one request in
+    # flight per host (the simulator checks it); the identification rule still holds.
+    settings = replace(Settings.from_env(), database_url=database_url, data_dir=out)
+    runtime = Runtime.from_settings(settings, clock=clock, engine=engine).with_politeness(
+        min_delay=0.0, timeout=10.0
+    )
+    evidence = runtime.evidence
     step = timedelta(hours=every_hours)
     rounds: list[datetime] = []
     at = start
@@ -139,19 +143,17 @@ def run_demo(
     probes = requests = assisted = 0
     with start_simulator(scenario, clock, spread=True) as simulator:
         config = load_config(config_path, simulator_url=simulator.base_url_for)
+        runtime.check_conduct(t.host for t in config.targets)
         sync_targets(engine, config.targets, start)
 
         async def sweep_all(progress: Progress | None) -> None:
             nonlocal probes, requests, assisted
-            # Loopback simulator: no politeness delay needed, but still one request
-            # in flight per host (the simulator checks it).
-            policy = PolitePolicy(settings.user_agent, min_delay=0.0, timeout=10.0, engine=engine)
             task = progress.add_task("sondages", total=len(rounds)) if progress else None
-            browser = BrowserPool(settings.user_agent)
-            services = AssistServices(engine, evidence, policy, browser, clock)
             permanence_days: set[str] = set()
             last: dict[str, datetime] = {}
-            try:
+            async with runtime.robot() as robot:
+                policy, browser = robot.policy, robot.browser
+                services = AssistServices(engine, evidence, policy, browser, clock)
                 for when in rounds:
                     clock.set(when)
                     # Each target keeps its own cadence (browser targets are slower).
@@ -187,9 +189,6 @@ def run_demo(
                             assisted += count
                     if progress is not None and task is not None:
                         progress.update(task, advance=1, description=f"sondages ({probes} faits)")
-            finally:
-                await policy.aclose()
-                await browser.close()
 
         if show_progress:
             columns = (

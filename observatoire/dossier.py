@@ -59,7 +59,7 @@ from observatoire.adapters import legacy_booking as _legacy
 from observatoire.adapters import rdv_prefecture as _rdv
 from observatoire.adapters.base import normalize_text
 from observatoire.browser import BrowserPool
-from observatoire.clock import PARIS
+from observatoire.clock import PARIS, paris_midnight
 from observatoire.config import SIMULATOR_PLACEHOLDER, parse_opening_hours
 from observatoire.db.models import Contributor, Probe, TargetRow
 from observatoire.evidence import EvidenceStore
@@ -67,6 +67,7 @@ from observatoire.evidence_render import render_png
 from observatoire.outcomes import NO_WAY_TO_BOOK, Outcome
 from observatoire.politeness import is_loopback
 from observatoire.publish import make_public
+from observatoire.settings import Settings
 from observatoire.site import OUTCOMES_FR, environment
 from observatoire.site_views import DETAILS_FR, detail_fr
 
@@ -93,33 +94,6 @@ ANNEX_MAX_BYTES = 30 * 1024 * 1024
 ANNEX_DIR = "pieces-jointes"
 MAIN, CONTEXT = "principal", "contexte"
 
-#: Detail codes the shared table (site_views.DETAILS_FR) does not name yet: a court
-#: document must never show a raw code. Shared codes are always taken from there.
-EXTRA_DETAILS_FR: dict[str, str] = {
-    "counter_not_offered": "le guichet de la démarche n'est pas proposé",
-    "no_counter_offered": "aucun guichet proposé",
-    "form_absent": "la démarche n'existe plus sur le site",
-    "form_open": "formulaire ouvert",
-    "module_closed": "module de rendez-vous fermé",
-    "overloaded": "service surchargé",
-    "first_free_slot_offered": "première plage libre proposée",
-    "other_demarche": "page d'une autre démarche",
-    "personal_data_page": "page de saisie des données personnelles",
-    "calendar_empty": "calendrier sans plage lisible",
-    "no_slot_message_out_of_place": "message d'absence de créneau hors de sa place",
-    "no_slot_message_hidden": "message d'absence de créneau masqué",
-    "no_slot_messages_disagree": "messages contradictoires",
-    "no_slot_message_and_slots": "message d'absence de créneau et créneaux à la fois",
-    "page_data_disagrees:": "données de la page contradictoires",
-    "conditions_page": "page des conditions inattendue",
-    "result_page": "page de résultat non reconnue",
-    "planning_unknown": "guichet non reconnu",
-    "empty_page": "page vide",
-    "unparseable_page": "page illisible",
-    "captcha_page": "captcha",
-    "no_answer_to_captcha": "captcha sans réponse",
-    "contradicted_by_probe": "contredit par une autre observation",
-}
 WEEKDAYS_FR = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
 #: Times of day, Europe/Paris: (label, first hour, end hour).
 DAY_PARTS = (
@@ -153,8 +127,8 @@ class DossierError(ValueError):
 
 
 def details_fr(code: str) -> str:
-    """A detail code in French: the shared table (site_views.DETAILS_FR) first, then
-    the dossier's additions; never the raw code."""
+    """A detail code in French, from the one table (site_views.DETAILS_FR); a court
+    document also gives the date a form closed. Never the raw code."""
     if not code:
         return ""
     if code in DETAILS_FR:
@@ -162,9 +136,6 @@ def details_fr(code: str) -> str:
     head, _, rest = code.partition(":")
     if head == "form_closed" and rest:
         return f"formulaire fermé depuis le {rest}"
-    for key in (code, head + ":", head):
-        if key in EXTRA_DETAILS_FR:
-            return EXTRA_DETAILS_FR[key]
     return detail_fr(code)
 
 
@@ -510,12 +481,8 @@ def build_dossier(
             if row is None:
                 raise DossierError(f"--contributor {contributor}: aucun contributeur de ce nom")
             who = {"id": row.id, "pseudonym": row.pseudonym, "role": row.role}
-        lo = datetime.combine(since, datetime.min.time(), PARIS).astimezone(UTC) if since else None
-        hi = (
-            datetime.combine(since_next(until), datetime.min.time(), PARIS).astimezone(UTC)
-            if until
-            else None
-        )
+        lo = paris_midnight(since) if since else None
+        hi = paris_midnight(since_next(until)) if until else None
 
         def probes(*conditions):  # type: ignore[no-untyped-def]
             query = select(Probe).where(Probe.target_id == target_id, *conditions)
@@ -953,7 +920,7 @@ async def _make_captures(
                 c.path, c.sha256 = f"preuves/{c.source_sha256}.png", c.source_sha256
                 continue
             if pool is None:
-                pool = BrowserPool(user_agent or f"observatoire/{__version__}")
+                pool = BrowserPool(user_agent or Settings().user_agent)
             page = (files_dir / f"{c.source_sha256}.html").read_bytes()
             times = ", ".join(
                 f"{a.started_at.astimezone(PARIS):%d/%m %H:%M}" for a in reversed(c.attempts)
@@ -976,7 +943,7 @@ async def _make_captures(
 
 
 async def _print_pdf(html: Path, pdf: Path, user_agent: str, header: str, footer: str) -> None:
-    pool = BrowserPool(user_agent or f"observatoire/{__version__}")
+    pool = BrowserPool(user_agent or Settings().user_agent)
     try:
         browser = await pool.browser()
         context = await browser.new_context()

@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -24,11 +24,20 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from observatoire import __version__
-from observatoire.clock import PARIS
+from observatoire.clock import paris_midnight
 from observatoire.db.models import ReleaseRow, TargetRow
 from observatoire.db.types import UTCDateTime
 from observatoire.platforms import PLATFORMS
-from observatoire.stats import CIMADE_CLASSES, OUTCOME_COLUMNS, StatsInput, monthly_stats
+from observatoire.publish import PublishRefused
+from observatoire.stats import (
+    CIMADE_CLASSES,
+    NO_WAY_COLUMNS,
+    OUTCOME_COLUMNS,
+    VALID_COLUMNS,
+    StatsInput,
+    counted_sql,
+    monthly_stats,
+)
 
 LICENSE = {
     "name": "ODbL-1.0",
@@ -47,10 +56,7 @@ PROBE_FIELDS: dict[str, tuple[str, str]] = {
     "scheduled_at": ("datetime", "When the probe was due (UTC, ISO 8601)"),
     "started_at": ("datetime", "When the probe started (UTC, ISO 8601)"),
     "finished_at": ("datetime", "When the probe ended (UTC, ISO 8601)"),
-    "outcome": (
-        "string",
-        "available, no_slot, procedure_missing, form_open, blocked, error or unrecognized",
-    ),
+    "outcome": ("string", f"{', '.join(OUTCOME_COLUMNS[:-1])} or {OUTCOME_COLUMNS[-1]}"),
     "detail": ("string", "Why, for the robot's operator (e.g. http:503, timeout:read)"),
     "first_slot_at": ("datetime", "First offered slot (UTC), when available"),
     "second_slot_at": ("datetime", "Second offered slot (UTC), when available"),
@@ -134,8 +140,8 @@ STATS_FIELDS: dict[str, tuple[str, str]] = {
     ),
     "coverage": ("number", "(probes - probes_assisted) / probes_expected"),
     **{o: ("integer", f"Probes with outcome {o}") for o in OUTCOME_COLUMNS},
-    "valid": ("integer", "available + no_slot + procedure_missing + form_open"),
-    "no_way": ("integer", "no_slot + procedure_missing: no way to book"),
+    "valid": ("integer", " + ".join(VALID_COLUMNS)),
+    "no_way": ("integer", f"{' + '.join(NO_WAY_COLUMNS)}: no way to book"),
     "share_no_way": ("number", "no_way / valid (empty when no valid probe)"),
     "share_low": ("number", "Lower bound of the 95 % Wilson interval of share_no_way"),
     "share_high": ("number", "Upper bound of the 95 % Wilson interval of share_no_way"),
@@ -231,8 +237,7 @@ FRENCH: dict[str, str] = {
     "scheduled_at": "Heure prévue de la consultation (UTC, ISO 8601)",
     "started_at": "Début de la consultation (UTC, ISO 8601)",
     "finished_at": "Fin de la consultation (UTC, ISO 8601)",
-    "outcome": "Résultat : available, no_slot, procedure_missing, form_open, blocked, error, "
-    "unrecognized",
+    "outcome": f"Résultat : {', '.join(OUTCOME_COLUMNS)}",
     "detail": "Précision technique du résultat (par exemple http:503, target_retired)",
     "first_slot_at": "Premier créneau proposé (UTC)",
     "second_slot_at": "Deuxième créneau proposé (UTC)",
@@ -252,8 +257,8 @@ FRENCH: dict[str, str] = {
     "probes_assisted": "Consultations faites avec une personne bénévole (rythme irrégulier)",
     "coverage": "(probes - probes_assisted) / probes_expected",
     **{o: f"Consultations de résultat {o}" for o in OUTCOME_COLUMNS},
-    "valid": "available + no_slot + procedure_missing + form_open",
-    "no_way": "no_slot + procedure_missing : aucune possibilité de rendez-vous",
+    "valid": " + ".join(VALID_COLUMNS),
+    "no_way": f"{' + '.join(NO_WAY_COLUMNS)} : aucune possibilité de rendez-vous",
     "share_no_way": "no_way / valid : part des consultations sans possibilité de rendez-vous",
     "share_low": "Borne basse de l'intervalle de Wilson à 95 % (consultations indépendantes)",
     "share_high": "Borne haute de l'intervalle de Wilson à 95 % (consultations indépendantes)",
@@ -347,6 +352,42 @@ TITLES_FR = {
 }
 
 
+#: Every file `export_all` writes (either format), and nothing else.
+RESOURCES = (
+    "probes",
+    *(f"stats_{level}" for level in ("department", "department_procedure", "procedure")),
+    "stats_target",
+    "stats_national",
+    "episodes",
+    "releases",
+    "survival",
+    "targets",
+)
+EXPORT_FILES = frozenset(
+    {f"{name}.{ext}" for name in RESOURCES for ext in ("csv", "parquet")}
+    | {f".{name}.{ext}.tmp" for name in RESOURCES for ext in ("csv", "parquet")}
+    | {"datapackage.json", "SHA256SUMS"}
+)
+
+
+def check_export_target(out: Path) -> None:
+    """Raise PublishRefused unless `out` may receive an export: absent, or a folder
+    holding nothing but the files an export writes. `publish` checks it before writing
+    anything, so a data folder pointed at the wrong place loses no file of its own."""
+    out = Path(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise PublishRefused(f"{out} exists and is not a folder: refusing to export into it")
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in EXPORT_FILES)
+    if foreign:
+        raise PublishRefused(
+            f"{out} holds files an export does not write ({', '.join(foreign[:3])}"
+            f"{', …' if len(foreign) > 3 else ''}): refusing to write into it; choose a new "
+            "or empty folder"
+        )
+
+
 @dataclass(frozen=True)
 class ExportedFile:
     path: Path
@@ -362,15 +403,8 @@ class ExportFilter:
     department: str | None = None
 
     def bounds(self) -> tuple[datetime | None, datetime | None]:
-        lo = (
-            datetime.combine(self.since, datetime.min.time(), PARIS).astimezone(UTC)
-            if self.since
-            else None
-        )
-        hi = None
-        if self.until:
-            nxt = date.fromordinal(self.until.toordinal() + 1)
-            hi = datetime.combine(nxt, datetime.min.time(), PARIS).astimezone(UTC)
+        lo = paris_midnight(self.since) if self.since else None
+        hi = paris_midnight(self.until + timedelta(days=1)) if self.until else None
         return lo, hi
 
     def months(self) -> tuple[str | None, str | None]:
@@ -389,7 +423,8 @@ def iso_utc(column: pd.Series) -> pd.Series:
 
 
 def _probe_chunks(engine: Engine, flt: ExportFilter) -> Iterator[pd.DataFrame]:
-    where = ["1 = 1"]
+    # A private applicant's captures serve only their own dossier: never open data.
+    where = [counted_sql("p")]
     params: dict[str, object] = {}
     lo, hi = flt.bounds()
     if lo:
@@ -726,7 +761,7 @@ def _on_loopback(url: object) -> bool:
 
 def _write_datapackage(
     out: Path,
-    files: list,  # type: ignore[type-arg]
+    files: list[tuple[ExportedFile, str, str, dict[str, tuple[str, str]]]],
     fmt: str,
     flt: ExportFilter,
     simulated: bool = False,

@@ -35,9 +35,10 @@ from sqlalchemy import Engine, text
 from observatoire.clock import PARIS
 from observatoire.db.types import UTCDateTime
 from observatoire.evidence import EvidenceStore
+from observatoire.outcomes import ANOMALIES, sql_in, values
 
 #: The outcomes an operator must look at when a platform drifts.
-DRIFT_OUTCOMES = ("unrecognized", "blocked")
+DRIFT_OUTCOMES = tuple(values(ANOMALIES))
 #: Fingerprints kept in memory (one entry is ~100 bytes): the report's memory is bounded.
 CACHE_SIZE = 20_000
 UNPARSEABLE = "unparseable"
@@ -202,7 +203,7 @@ def drift_report(
 ) -> list[ShapeGroup]:
     """`unrecognized` and `blocked` probes grouped by page shape, newest shapes first
     (a shape that just appeared is what drift looks like), then by probes."""
-    where = ["outcome IN ('unrecognized', 'blocked')"]
+    where = [sql_in("outcome", ANOMALIES)]
     params: dict[str, object] = {}
     if since is not None:
         where.append("started_at >= :since")

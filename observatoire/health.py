@@ -10,6 +10,7 @@ from sqlalchemy import Engine, text
 
 from observatoire.config import Target
 from observatoire.db.types import UTCDateTime
+from observatoire.outcomes import RETRYABLE, Outcome, values
 from observatoire.site import paris_time
 from observatoire.sweep import split_probeable
 
@@ -26,7 +27,13 @@ RETIRED = "target_retired"
 STATUS_SCHEMA = "observatoire.status"
 STATUS_SCHEMA_VERSION = 1
 #: The kinds of finding, stable names for scripts (the messages are for people).
-KINDS = ("not_probed", "retired", "unrecognized", "blocked", "adapter_jump")
+KINDS = (
+    "not_probed",
+    "retired",
+    Outcome.UNRECOGNIZED.value,
+    Outcome.BLOCKED.value,
+    "adapter_jump",
+)
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,7 @@ def streak_finding(last: list[tuple[str, str]], n: int, adapter: str) -> tuple[s
 
     A retired link is permanent (never retried): the newest probe alone is a verdict.
     Other streaks need `n` probes alike (fewer probes: no verdict yet)."""
-    retired = [outcome == "error" and detail == RETIRED for outcome, detail in last]
+    retired = [outcome == Outcome.ERROR and detail == RETIRED for outcome, detail in last]
     advice = "a finding: note it, then disable the target or find its new page"
     if len(last) >= n and all(retired):
         return "retired", f"last {n} probes: link retired ({RETIRED}); {advice}"
@@ -112,13 +119,13 @@ def streak_finding(last: list[tuple[str, str]], n: int, adapter: str) -> tuple[s
         return "retired", f"last probe: link retired ({RETIRED}); {advice}"
     if len(last) < n:
         return None
-    if all(outcome == "unrecognized" for outcome, _ in last):
-        return "unrecognized", (
+    if all(outcome == Outcome.UNRECOGNIZED for outcome, _ in last):
+        return Outcome.UNRECOGNIZED.value, (
             f"last {n} probes all unrecognized: the page probably changed; see "
             f"`observatoire unrecognized --adapter {adapter}`"
         )
-    if all(outcome == "blocked" for outcome, _ in last):
-        return "blocked", (
+    if all(outcome == Outcome.BLOCKED for outcome, _ in last):
+        return Outcome.BLOCKED.value, (
             f"last {n} probes all blocked: captcha, firewall or rate limit; check politeness"
         )
     return None
@@ -191,7 +198,7 @@ def check_health(
             }
         )
     if len(recent):
-        bad = recent["outcome"].isin(["error", "unrecognized"])
+        bad = recent["outcome"].isin(values(RETRYABLE))
         recent = recent.assign(bad=bad, last_day=recent["started_at"] >= now - timedelta(days=1))
         for adapter, part in recent.groupby("adapter"):
             today = part[part["last_day"]]

@@ -5,7 +5,7 @@ does the link still answer, which booking platform answers it, and has the prefe
 retired it ("Ce lien a été désactivé définitivement")? This module fetches the target's
 URL once (redirects followed, each hop through the shared PolitePolicy: the robot's
 User-Agent with its contact, the per-host gate, the minimum delay) and reads the page
-for the signs `shared/reference/platforms.md` gives of each platform. It stores nothing
+for the signs the project's platform notes give of each platform. It stores nothing
 and never goes past the first page: no form is posted, no captcha is touched.
 
 The signs are deliberately few and structural (ids, URL paths, a platform's fixed

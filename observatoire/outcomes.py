@@ -8,9 +8,11 @@ counted as "no slot".
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any, Protocol
 
 
 class Outcome(StrEnum):
@@ -33,7 +35,12 @@ class Outcome(StrEnum):
     @property
     def is_retryable(self) -> bool:
         """Retry transient failures only; a block must never be hammered."""
-        return self in (Outcome.ERROR, Outcome.UNRECOGNIZED)
+        return self in RETRYABLE
+
+    @property
+    def label_fr(self) -> str:
+        """What a reader of the site or of a dossier is told."""
+        return OUTCOMES_FR[self]
 
 
 VALID_OUTCOMES = frozenset(
@@ -43,8 +50,68 @@ VALID_OUTCOMES = frozenset(
 #: procedure that cannot be selected as a failure to book).
 NO_WAY_TO_BOOK = frozenset({Outcome.NO_SLOT, Outcome.PROCEDURE_MISSING})
 
+#: Coverage failures worth a retry (a block must never be hammered).
+RETRYABLE = frozenset({Outcome.ERROR, Outcome.UNRECOGNIZED})
+#: What an operator must look at when a platform drifts, and what evidence retention
+#: always keeps: the pages the robot could not read, or was refused.
+ANOMALIES = frozenset({Outcome.UNRECOGNIZED, Outcome.BLOCKED})
+#: The outcomes in French, for every public page and court document. Keyed by the enum,
+#: whose members are also their string values, so `OUTCOMES_FR["no_slot"]` works too.
+OUTCOMES_FR: dict[Outcome, str] = {
+    Outcome.AVAILABLE: "créneau proposé",
+    Outcome.NO_SLOT: "aucun créneau",
+    Outcome.FORM_OPEN: "formulaire ouvert",
+    Outcome.PROCEDURE_MISSING: "démarche impossible à sélectionner",
+    Outcome.BLOCKED: "bloqué",
+    Outcome.ERROR: "erreur",
+    Outcome.UNRECOGNIZED: "page non reconnue",
+}
+
+
+def values(outcomes: Iterable[Outcome] = Outcome) -> list[str]:
+    """The outcomes' values in the enum's order (a stable order for SQL, CSV and tests)."""
+    chosen = set(outcomes)
+    return [o.value for o in Outcome if o in chosen]
+
+
+def sql_list(outcomes: Iterable[Outcome] = Outcome) -> str:
+    """ "'available', 'no_slot'": the SQL literal list of these outcomes, in the enum's
+    order. The values are the enum's own (no user input), so inlining them is safe and
+    keeps the SQL readable in logs and EXPLAIN."""
+    return ", ".join(f"'{v}'" for v in values(outcomes))
+
+
+def sql_in(column: str, outcomes: Iterable[Outcome]) -> str:
+    """`column IN ('a', 'b')` for these outcomes: every SQL filter on outcomes is written
+    from the enum, never by hand."""
+    return f"{column} IN ({sql_list(outcomes)})"
+
+
+#: The CHECK constraint of `probes.outcome` (models.py; migrations keep their own copy).
+OUTCOME_CHECK = sql_in("outcome", Outcome)
+
 #: `error` details that are not transient: retrying cannot help.
 PERMANENT_ERROR_DETAILS = frozenset({"target_retired"})
+
+
+class Response(Protocol):
+    """What `ProbeResult.from_response` reads of an HTTP response (httpx's, say)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def url(self) -> object: ...
+
+    @property
+    def content(self) -> bytes: ...
+
+
+class _Counted:
+    """`with_slots`' default `count`: how many slots were given."""
+
+
+_COUNTED = _Counted()
 
 
 @dataclass(frozen=True)
@@ -69,6 +136,51 @@ class ProbeResult:
     release_last_week: date | None = None
     release_next_at: datetime | None = None
     release_next_week: date | None = None
+
+    @classmethod
+    def from_response(
+        cls, outcome: Outcome, detail: str, response: Response, **fields: Any
+    ) -> ProbeResult:
+        """A result read on `response`: its status, final address and body kept as
+        evidence (the three fields every page-reading adapter fills)."""
+        return cls(
+            outcome,
+            detail,
+            http_status=response.status_code,
+            final_url=str(response.url),
+            page=response.content,
+            **fields,
+        )
+
+    @classmethod
+    def with_slots(
+        cls,
+        slots: Iterable[datetime],
+        detail: str = "",
+        *,
+        count: int | None | _Counted = _COUNTED,
+        response: Response | None = None,
+        **fields: Any,
+    ) -> ProbeResult:
+        """`available` with the slots seen: sorted, the first two kept, and `count` (by
+        default how many slots were given, None for none; adapters that count only a
+        window pass their own). With `response`, also its status, address and body."""
+        ordered = sorted(slots)
+        if response is not None:
+            fields = {
+                "http_status": response.status_code,
+                "final_url": str(response.url),
+                "page": response.content,
+                **fields,
+            }
+        return cls(
+            Outcome.AVAILABLE,
+            detail,
+            first_slot_at=ordered[0] if ordered else None,
+            second_slot_at=ordered[1] if len(ordered) > 1 else None,
+            slots_count=(len(ordered) or None) if isinstance(count, _Counted) else count,
+            **fields,
+        )
 
     def should_retry(self) -> bool:
         if not self.outcome.is_retryable:
@@ -95,3 +207,80 @@ class ProbeResult:
 
 def _iso(value: date | datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+# -- La Cimade's classes ---------------------------------------------------------------
+@dataclass(frozen=True)
+class CimadeClass:
+    """One of La Cimade's classes ("À guichets fermés"): the probes whose `slot` (the
+    first or second slot offered) is at most `within_days` days after the probe (None:
+    any delay). The class without a slot is the valid probes with no way to book."""
+
+    key: str
+    label_fr: str
+    slot: str | None
+    within_days: int | None
+
+
+#: The classes, in La Cimade's order; the first that fits a probe is its class. Both the
+#: Python rule (`cimade_class`, for every probe stored) and the SQL one (`cimade_case_sql`,
+#: for a rebuild) are written from this table.
+CIMADE: tuple[CimadeClass, ...] = (
+    CimadeClass("two_dates_within_month", "au moins deux dates sur un mois", "second", 30),
+    CimadeClass("one_date_within_month", "une seule date possible sous un mois", "first", 30),
+    CimadeClass(
+        "first_date_1_to_2_months", "première date possible entre un et deux mois", "first", 60
+    ),
+    CimadeClass(
+        "first_date_beyond_2_months", "première date possible au-delà de 2 mois", "first", None
+    ),
+    CimadeClass("no_date", "pas de date disponible", None, None),
+)
+#: key -> French label, in La Cimade's order.
+CIMADE_LABELS: dict[str, str] = {c.key: c.label_fr for c in CIMADE}
+NO_DATE = next(c for c in CIMADE if c.slot is None)
+#: `lead_days` of the probes without a date.
+NO_DATE_DAYS = -1
+_DATED = tuple(c for c in CIMADE if c.slot is not None)
+
+
+def cimade_class(
+    outcome: Outcome, started: datetime, first: datetime | None, second: datetime | None
+) -> tuple[str, int] | None:
+    """La Cimade's class and whole days to the first slot (-1: no date), or None when
+    the probe does not belong in the classes (not valid, or no date observable)."""
+    if outcome in NO_WAY_TO_BOOK:
+        return (NO_DATE.key, NO_DATE_DAYS)
+    if outcome is not Outcome.AVAILABLE or first is None:
+        return None
+    slots = {"first": first, "second": second}
+    lead = (first - started).total_seconds() / 86400
+    for c in _DATED:
+        at = slots[c.slot or ""]
+        if at is None:
+            continue
+        if c.within_days is None or (at - started).total_seconds() / 86400 <= c.within_days:
+            return (c.key, int(lead // 1))
+    raise AssertionError("CIMADE must end with a class without a bound")
+
+
+def cimade_case_sql(outcome: str, slots: dict[str, tuple[str, str]]) -> str:
+    """The SQL CASE giving a probe's class key, from the same table as `cimade_class`.
+    `slots` maps "first" and "second" to (the slot's column, its days after the probe as
+    an SQL expression: dialects differ)."""
+    parts = [f"CASE WHEN {sql_in(outcome, NO_WAY_TO_BOOK)} THEN '{NO_DATE.key}'"]
+    for c in _DATED:
+        column, days = slots[c.slot or ""]
+        if c.within_days is None:
+            parts.append(f"ELSE '{c.key}' END")
+            break
+        parts.append(f"WHEN {column} IS NOT NULL AND {days} <= {c.within_days} THEN '{c.key}'")
+    return " ".join(parts)
+
+
+def cimade_where_sql(outcome: str, first: str) -> str:
+    """The probes that belong in the classes (the `None` of `cimade_class`, negated)."""
+    return (
+        f"({sql_in(outcome, NO_WAY_TO_BOOK)} OR "
+        f"({outcome} = '{Outcome.AVAILABLE.value}' AND {first} IS NOT NULL))"
+    )

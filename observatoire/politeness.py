@@ -204,10 +204,6 @@ class _PerHostTransport(httpx.AsyncBaseTransport):
         self._pools.clear()
 
 
-def retry_after_seconds(response: httpx.Response) -> float | None:
-    return parse_retry_after(response.headers.get("retry-after"))
-
-
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
     if not value:
@@ -266,7 +262,6 @@ class PolitePolicy:
         #: Longest pause a Retry-After can impose (compressed only by virtual-time soaks).
         self.max_pause = max_pause
         self._transport = _SharedTransport(transport or _PerHostTransport())
-        self._inner = transport
         self.gates: dict[str, HostGate] = {}
         #: canonical host -> group key, from the targets' `host_group`.
         self.groups: dict[str, str] = {}

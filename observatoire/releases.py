@@ -35,12 +35,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
-from observatoire.clock import PARIS
+from observatoire.clock import PARIS, paris_month
 from observatoire.db.models import Probe, ReleaseRow, TargetRow
 from observatoire.outcomes import Outcome, ProbeResult
+from observatoire.rollups import counted_sql
 
 #: Banners give the minute ("à HH:mm"): the true instant is within the next 60 s.
 BANNER_PRECISION = timedelta(seconds=60)
@@ -200,7 +201,8 @@ def looks_by_target(
 ) -> dict[str, list[Look]]:
     """Every look that says whether slots existed, per target, oldest first."""
     stmt = select(Probe.target_id, Probe.started_at, Probe.outcome, Probe.followup, Probe.mode)
-    stmt = stmt.where(Probe.outcome.in_(LOOK_OUTCOMES))
+    # A private applicant's captures serve only their own dossier (never a public figure).
+    stmt = stmt.where(Probe.outcome.in_(LOOK_OUTCOMES), text(counted_sql("probes")))
     if target_ids is not None:
         stmt = stmt.where(Probe.target_id.in_(list(target_ids)))
     out: dict[str, list[Look]] = defaultdict(list)
@@ -277,7 +279,7 @@ def summarize(items: Sequence[Survival]) -> list[SurvivalSummary]:
     """Bound-method summaries per target and month (see the module docstring)."""
     groups: dict[tuple[str, str], list[Survival]] = defaultdict(list)
     for s in items:
-        groups[(s.target_id, f"{s.published_at.astimezone(PARIS):%Y-%m}")].append(s)
+        groups[(s.target_id, paris_month(s.published_at))].append(s)
     out = []
     for (tid, month), group in sorted(groups.items()):
         seen = [s for s in group if not s.missed]
@@ -452,42 +454,68 @@ SOURCE_FR = {
 
 def survival_svg(items: Sequence[Survival], title: str) -> str:
     """Each observed release as a bar from the shortest to the longest survival its
-    looks allow (an arrow when only a lower bound is known). Plain SVG, no script."""
+    looks allow (to the edge when only a lower bound is known). Plain SVG, no script.
+
+    Drawn like `charts.share_trend`: a 400-unit viewBox with 13-unit text, so a 390 px
+    phone never shows it under 11 px; tick labels alternate between two lines and one
+    that would touch its neighbour is left out (its grid line stays); an inferred
+    release is marked "*" and explained under the bars."""
     seen = [s for s in items if not s.missed][-30:]
     if not seen:
         return ""
     finite = [s.high for s in seen if s.high is not None] + [s.low or 0 for s in seen]
     scale_max = max(60 * 60.0, max(finite) * 1.1)
-    width, left, row = 640, 150, 16
-    height = 30 + row * len(seen)
-    plot = width - left - 10
+    width, left, row, font = 400, 104, 20, 13
+    top = 8 + 2 * (font + 4)
+    inferred = any(s.source == "inferred" for s in seen)
+    plot_end = top + row * len(seen)
+    height = plot_end + (8 + font + 4 if inferred else 4)
+    plot = width - left - 8
 
     def x(seconds: float) -> float:
         return left + plot * min(seconds, scale_max) / scale_max
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'role="img" aria-labelledby="survie-titre" class="survie">'
+        f'role="img" aria-labelledby="survie-titre" class="chart survie">'
         f'<title id="survie-titre">{_xml(title)}</title>'
     ]
+    last_label = [-1e9, -1e9]  # the right end of the last label on each line
     for minutes in (0, 5, 15, 60, 120, 240, 480, 1440):
-        if minutes * 60 <= scale_max:
-            gx = x(minutes * 60)
-            parts.append(
-                f'<line x1="{gx:.1f}" y1="12" x2="{gx:.1f}" y2="{height - 4}" class="grille"/>'
-                f'<text x="{gx:.1f}" y="10" font-size="9" text-anchor="middle">'
-                f"{duration_fr(minutes * 60.0)}</text>"
-            )
+        if minutes * 60 > scale_max:
+            continue
+        gx = x(minutes * 60)
+        parts.append(
+            f'<line x1="{gx:.1f}" y1="{top - 4}" x2="{gx:.1f}" y2="{plot_end}" class="grille"/>'
+        )
+        label = duration_fr(minutes * 60.0)
+        half = 0.3 * font * len(label) + 2
+        anchor, lo, hi = "middle", gx - half, gx + half
+        if hi > width:
+            anchor, lo, hi = "end", gx - 2 * half, gx
+        line = next((i for i in (0, 1) if lo > last_label[i] + 6), None)
+        if line is None:
+            continue
+        last_label[line] = hi
+        parts.append(
+            f'<text x="{gx:.1f}" y="{8 + font + line * (font + 4)}" font-size="{font}" '
+            f'text-anchor="{anchor}">{label}</text>'
+        )
     for index, s in enumerate(seen):
-        y = 20 + row * index
+        y = top + row * index
         local = s.published_at.astimezone(PARIS)
-        label = f"{local:%d/%m %H:%M}" + (" (déduite)" if s.source == "inferred" else "")
+        label = f"{local:%d/%m %H:%M}" + (" *" if s.source == "inferred" else "")
         x1 = x(s.low or 0.0)
         x2 = x(s.high) if s.high is not None else left + plot
         parts.append(
-            f'<text x="4" y="{y + 10}" font-size="10">{_xml(label)}</text>'
-            f'<rect x="{x1:.1f}" y="{y + 2}" width="{max(2.0, x2 - x1):.1f}" height="9" '
+            f'<text x="0" y="{y + 15}" font-size="{font}">{_xml(label)}</text>'
+            f'<rect x="{x1:.1f}" y="{y + 4}" width="{max(2.0, x2 - x1):.1f}" height="12" '
             f'class="{"ouvert" if s.high is None else "borne"}"/>'
+        )
+    if inferred:
+        parts.append(
+            f'<text x="0" y="{plot_end + 8 + font}" font-size="{font}">'
+            "* déduite : créneaux vus après « aucun créneau »</text>"
         )
     parts.append("</svg>")
     return "".join(parts)

@@ -17,11 +17,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, select, update
 
-from observatoire.clock import PARIS
+from observatoire.clock import paris_date
 from observatoire.db.models import Probe
 from observatoire.evidence import EvidenceStore
+from observatoire.outcomes import ANOMALIES
 
-ANOMALIES = frozenset({"unrecognized", "blocked"})
 BATCH = 5000
 
 
@@ -58,7 +58,7 @@ def prune_evidence(
             report.examined += 1
             changed = previous.get(target) != outcome
             previous[target] = outcome
-            day = (target, started.astimezone(PARIS).date().isoformat())
+            day = (target, paris_date(started).isoformat())
             first = day not in first_of_day
             first_of_day.add(day)
             hashes = [h for h in (page, shot) if h]

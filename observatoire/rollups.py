@@ -7,47 +7,192 @@ grow). `rebuild()` recomputes them from `probes` (after a bulk import, or to che
 - `episodes`: runs of valid probes that found no way to book, state transitions as data.
 Probes are assumed to arrive in time order per target (one robot per target); `rebuild`
 repairs anything else.
+
+Both ways fold in the same probes (`in_rollups_sql` says which): neither follow-up
+probes (extra looks, kept out so regular figures stay unbiased) nor the captures of an
+applicant who has not opted in. Live saving decides the same in `store.save_probe` and
+in the capture reception, so a rebuild gives exactly the rollups kept live.
+
+The rebuild SQL lives here, with the Paris-calendar spans it joins on; `stats` reads the
+rollups and imports these pieces from here (this module stays free of pandas: the robot
+imports it to store every probe).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine, delete, select, text
+from sqlalchemy import Engine, bindparam, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
-from observatoire.clock import PARIS
-from observatoire.db.models import Episode, ProbeDay, ProbeLead
-from observatoire.outcomes import NO_WAY_TO_BOOK, VALID_OUTCOMES, Outcome
+from observatoire.clock import paris_date, paris_day_bounds, paris_month, paris_month_bounds
+from observatoire.db.models import Episode, Probe, ProbeDay, ProbeLead
+from observatoire.db.types import UTCDateTime
+from observatoire.outcomes import (
+    NO_DATE_DAYS,
+    NO_WAY_TO_BOOK,
+    VALID_OUTCOMES,
+    Outcome,
+    cimade_case_sql,
+    cimade_class,
+    cimade_where_sql,
+    sql_list,
+    values,
+)
 
-COUNT_COLUMNS = [o.value for o in Outcome]
-NO_DATE = -1
+COUNT_COLUMNS = values(Outcome)
+#: Kept for the callers that named it here: the lead of a probe without a date.
+NO_DATE = NO_DATE_DAYS
 
 
-def cimade_class(
-    outcome: Outcome, started: datetime, first: datetime | None, second: datetime | None
-) -> tuple[str, int] | None:
-    """La Cimade's class and whole days to the first slot (-1: no date), or None when
-    the probe does not belong in the classes (not valid, or no date observable)."""
-    if outcome in NO_WAY_TO_BOOK:
-        return ("no_date", NO_DATE)
-    if outcome is not Outcome.AVAILABLE or first is None:
+# -- Paris-calendar spans, joined in SQL ------------------------------------------------
+@dataclass(frozen=True)
+class Span:
+    label: str  # "2026-03" or "2026-03-29"
+    start: datetime  # UTC
+    end: datetime  # UTC, exclusive
+
+
+def paris_months(first: datetime, last: datetime) -> list[Span]:
+    """Every Europe/Paris calendar month touching [first, last]."""
+    day = paris_date(first)
+    year, month = day.year, day.month
+    end_label = paris_month(last)
+    months: list[Span] = []
+    while True:
+        label = f"{year:04d}-{month:02d}"
+        months.append(Span(label, *paris_month_bounds(year, month)))
+        if label >= end_label:
+            return months
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+
+
+def paris_days(first: datetime, last: datetime) -> list[Span]:
+    """Every Europe/Paris day touching [first, last] (23 or 25 hours at DST changes)."""
+    day: date = paris_date(first)
+    end_day = paris_date(last)
+    days = []
+    while day <= end_day:
+        days.append(Span(day.isoformat(), *paris_day_bounds(day)))
+        day += timedelta(days=1)
+    return days
+
+
+def probe_time_range(engine: Engine) -> tuple[datetime, datetime] | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(func.min(Probe.started_at), func.max(Probe.started_at))).one()
+    if row[0] is None:
         return None
-    lead = (first - started).total_seconds() / 86400
-    if second is not None and (second - started).total_seconds() / 86400 <= 30:
-        label = "two_dates_within_month"
-    elif lead <= 30:
-        label = "one_date_within_month"
-    elif lead <= 60:
-        label = "first_date_1_to_2_months"
-    else:
-        label = "first_date_beyond_2_months"
-    return (label, int(lead // 1))
+    return row[0], row[1]
 
 
-def _insert(session: Session):  # type: ignore[no-untyped-def]
+def spans_cte(name: str, spans: list[Span]) -> tuple[str, list[BindParameter[object]]]:
+    """A CTE `name(label, s, e)` of these spans, and its bound parameters."""
+    rows = " UNION ALL ".join(
+        f"SELECT :{name}l{i} AS label, :{name}s{i} AS s, :{name}e{i} AS e"
+        for i in range(len(spans))
+    )
+    params: list[BindParameter[object]] = []
+    for i, span in enumerate(spans):
+        params += [
+            bindparam(f"{name}l{i}", span.label),
+            bindparam(f"{name}s{i}", span.start, type_=UTCDateTime()),
+            bindparam(f"{name}e{i}", span.end, type_=UTCDateTime()),
+        ]
+    return f"{name} AS ({rows})", params
+
+
+def days_between(engine: Engine, later: str, earlier: str) -> str:
+    """Days from `earlier` to `later` (SQL expressions), as a fraction, in this dialect."""
+    if engine.dialect.name == "sqlite":
+        return f"(julianday({later}) - julianday({earlier}))"
+    return f"(EXTRACT(EPOCH FROM ({later} - {earlier})) / 86400.0)"
+
+
+# -- which probes count ----------------------------------------------------------------
+def counted_sql(alias: str = "") -> str:
+    """The probes that may enter the figures and any public file: all but the captures
+    of an applicant who has not opted in (issue 21: those serve only their own dossier)."""
+    column = f"{alias}.contributor_id" if alias else "contributor_id"
+    return (
+        f"({column} IS NULL OR {column} IN (SELECT id FROM contributors "
+        "WHERE role = 'volunteer' OR opted_in))"
+    )
+
+
+def in_rollups_sql(alias: str = "") -> str:
+    """The probes the rollups fold in: counted ones, follow-ups excepted (the same rule
+    as `store.save_probe`, which skips `record_probe` for a follow-up)."""
+    followup = f"{alias}.followup" if alias else "followup"
+    return f"{counted_sql(alias)} AND NOT {followup}"
+
+
+# -- the rebuild's SQL ------------------------------------------------------------------
+def daily_counts_sql(chunk: list[Span]) -> tuple[str, list[BindParameter[object]]]:
+    """SELECT target_id, day, <outcome counts>, assisted over raw probes, for these days."""
+    cte, params = spans_cte("d", chunk)
+    sums = (
+        ", ".join(
+            f"SUM(CASE WHEN p.outcome = '{o}' THEN 1 ELSE 0 END) AS {o}" for o in COUNT_COLUMNS
+        )
+        + ", SUM(CASE WHEN p.mode = 'assisted' THEN 1 ELSE 0 END) AS assisted"
+        + ", SUM(CASE WHEN p.mode = 'manual' THEN 1 ELSE 0 END) AS manual"
+    )
+    return (
+        f"WITH {cte} SELECT p.target_id AS target_id, d.label AS day, {sums} "
+        "FROM d JOIN probes p ON p.started_at >= d.s AND p.started_at < d.e "
+        f"WHERE {in_rollups_sql('p')} "
+        "GROUP BY d.label, p.target_id",
+        params,
+    )
+
+
+def lead_histogram_sql(
+    engine: Engine, months: list[Span]
+) -> tuple[str, list[BindParameter[object]]]:
+    """Per target, month, La Cimade class and whole days to the first slot: probes."""
+    cte, params = spans_cte("m", months)
+    first = days_between(engine, "p.first_slot_at", "p.started_at")
+    second = days_between(engine, "p.second_slot_at", "p.started_at")
+    case = cimade_case_sql(
+        "p.outcome", {"first": ("p.first_slot_at", first), "second": ("p.second_slot_at", second)}
+    )
+    sql = (
+        f"WITH {cte}, c AS (SELECT p.target_id AS target_id, m.label AS month, "
+        f"{case} AS cimade, "
+        f"CASE WHEN p.first_slot_at IS NULL THEN NULL ELSE CAST(FLOOR({first}) AS INTEGER) END "
+        "AS lead_days FROM m JOIN probes p ON p.started_at >= m.s AND p.started_at < m.e "
+        f"WHERE {in_rollups_sql('p')} AND {cimade_where_sql('p.outcome', 'p.first_slot_at')}) "
+        "SELECT target_id, month, cimade, lead_days, COUNT(*) AS probes FROM c "
+        "GROUP BY target_id, month, cimade, lead_days"
+    )
+    return sql, params
+
+
+_VALID = sql_list(VALID_OUTCOMES)
+_OPENED = sql_list(VALID_OUTCOMES - NO_WAY_TO_BOOK)
+#: Runs of valid probes finding no way to book, per target, from raw probes.
+EPISODES_SQL = (
+    f"WITH v AS (SELECT target_id, started_at, CASE WHEN outcome IN ({_OPENED}) THEN 1 "
+    f"ELSE 0 END AS opened FROM probes WHERE outcome IN ({_VALID}) AND {in_rollups_sql()}), "
+    "g AS (SELECT target_id, started_at, opened, SUM(opened) OVER (PARTITION BY target_id "
+    "ORDER BY started_at ROWS UNBOUNDED PRECEDING) AS run FROM v), "
+    "closed AS (SELECT target_id, run, MIN(started_at) AS start, MAX(started_at) AS last, "
+    "COUNT(*) AS probes FROM g WHERE opened = 0 GROUP BY target_id, run), "
+    "reopen AS (SELECT target_id, run, started_at AS reopened FROM g WHERE opened = 1) "
+    "SELECT c.target_id AS target_id, c.start AS start, c.last AS last, "
+    "r.reopened AS end_at, c.probes AS probes FROM closed c LEFT JOIN reopen r "
+    "ON r.target_id = c.target_id AND r.run = c.run + 1"
+)
+
+
+# -- live folding ------------------------------------------------------------------------
+def _insert(session: Session) -> Any:
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
@@ -62,7 +207,7 @@ def record_probe(
 ) -> None:
     """Fold one probe into the rollups, inside the caller's transaction."""
     make = _insert(session)
-    day = started.astimezone(PARIS).strftime("%Y-%m-%d")
+    day = paris_date(started).isoformat()
     values = {c: 0 for c in COUNT_COLUMNS}
     values[outcome.value] = 1
     values["assisted"] = 1 if mode == "assisted" else 0
@@ -119,23 +264,21 @@ def record_probe(
 def rebuild(engine: Engine) -> dict[str, int]:
     """Recompute every rollup from `probes`, inside the database (INSERT … SELECT): no
     probe row passes through Python."""
-    from observatoire import stats
-
-    span = stats.probe_time_range(engine)
+    span = probe_time_range(engine)
     with engine.begin() as conn:
         for model in (ProbeDay, ProbeLead, Episode):
             conn.execute(delete(model))
         if span is not None:
             counts = ", ".join([*COUNT_COLUMNS, "assisted", "manual"])
-            days = stats.paris_days(*span)
+            days = paris_days(*span)
             for start in range(0, len(days), 366):
-                sql, params = stats.daily_counts_sql(days[start : start + 366])
+                sql, params = daily_counts_sql(days[start : start + 366])
                 conn.execute(
                     text(f"INSERT INTO probe_days (target_id, day, {counts}) {sql}").bindparams(
                         *params
                     )
                 )
-            sql, params = stats.lead_histogram_sql(engine, stats.paris_months(*span))
+            sql, params = lead_histogram_sql(engine, paris_months(*span))
             conn.execute(
                 text(
                     "INSERT INTO probe_leads (target_id, month, cimade, lead_days, probes) "
@@ -147,7 +290,7 @@ def rebuild(engine: Engine) -> dict[str, int]:
                 text(
                     "INSERT INTO episodes (target_id, start_at, last_at, end_at, probes) "
                     "SELECT target_id, start, last, end_at, probes "
-                    f"FROM ({stats.EPISODES_SQL}) AS e"
+                    f"FROM ({EPISODES_SQL}) AS e"
                 )
             )
     with engine.connect() as conn:

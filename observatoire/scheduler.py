@@ -22,15 +22,11 @@ from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from observatoire.browser import BrowserPool
-from observatoire.clock import SystemClock
 from observatoire.config import Target, load_config
-from observatoire.db import make_engine, require_migrated
-from observatoire.evidence import EvidenceStore
 from observatoire.followup import FollowupPlanner
 from observatoire.leases import holder_id, release_stale
-from observatoire.politeness import PolitePolicy
-from observatoire.settings import Settings, check_conduct
+from observatoire.runtime import Runtime
+from observatoire.settings import Settings
 from observatoire.store import StorageError, check_writable, recover_interrupted, sync_targets
 from observatoire.sweep import run_sweep, split_probeable
 
@@ -64,7 +60,8 @@ def first_delay(target_id: str, interval_s: float) -> float:
 
 @dataclass
 class Daemon:
-    settings: Settings
+    #: Built once by the caller (runtime.py): engine, evidence, clock, identity.
+    runtime: Runtime
     config_path: str
     shard: tuple[int, int] = (0, 1)
     simulator_url: str | None = None
@@ -77,6 +74,10 @@ class Daemon:
     _running: set[asyncio.Task[None]] = field(default_factory=set)
     _storage_error: str | None = None
 
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
     def targets(self) -> list[Target]:
         config = load_config(self.config_path, simulator_url=self.simulator_url)
         self.all_targets = config.targets
@@ -84,17 +85,18 @@ class Daemon:
         for target_id, why in skipped.items():
             log.info("not scheduled: %s (%s)", target_id, why)
         # A reload must not bring a real host under a loopback-only delay or no contact.
-        check_conduct(self.settings, (t.host for t in probeable))
+        self.runtime.check_conduct(t.host for t in probeable)
         return [t for t in probeable if in_shard(t.gate_key, self.shard)]
 
     async def run(self) -> int:
-        engine = make_engine(self.settings.database_url)
-        require_migrated(engine)
+        runtime = self.runtime
+        engine = runtime.engine
+        assert engine is not None, "the daemon needs its database (Runtime database=required)"
         stale = release_stale(engine)
         if stale:
             log.info("released %d lease(s) left by dead processes", stale)
         holder = holder_id()
-        evidence = EvidenceStore(self.settings.evidence_dir)
+        evidence = runtime.evidence
         try:
             check_writable(engine, evidence)
         except StorageError as exc:
@@ -109,14 +111,10 @@ class Daemon:
                 len(interrupted),
                 ", ".join(interrupted),
             )
-        clock = SystemClock()
-        policy = PolitePolicy(
-            self.settings.user_agent,
-            self.settings.min_delay_seconds,
-            self.settings.timeout_seconds,
-            engine=engine,  # the per-host gate is shared with every process on the database
-        )
-        browser = BrowserPool(self.settings.user_agent)
+        clock = runtime.clock
+        # The per-host gate is shared with every process on the database.
+        policy = runtime.policy()
+        browser = runtime.browser()
         scheduler = AsyncIOScheduler(timezone=UTC)
         stop = asyncio.Event()
         reload = asyncio.Event()

@@ -10,7 +10,7 @@ import math
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -143,9 +143,6 @@ class Settings:
     def user_agent(self) -> str:
         contact = self.contact_url or "contact not configured"
         return f"observatoire/{__version__} (+{contact})"
-
-    def with_overrides(self, **changes: object) -> Settings:
-        return replace(self, **changes)  # type: ignore[arg-type]
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

@@ -36,6 +36,7 @@ from observatoire.db.models import Probe
 from observatoire.db.types import UTCDateTime
 from observatoire.evidence import EvidenceStore
 from observatoire.french import MONTHS_FR
+from observatoire.outcomes import OUTCOMES_FR
 from observatoire.publish import publish_dir
 from observatoire.settings import Settings
 from observatoire.site_views import (
@@ -54,21 +55,13 @@ from observatoire.stats import (
     CIMADE_CLASSES,
     METHOD_VERSION,
     StatsInput,
+    counted_sql,
     month_periods,
     monthly_stats,
     probe_time_range,
 )
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
-OUTCOMES_FR = {
-    "available": "créneau proposé",
-    "no_slot": "aucun créneau",
-    "form_open": "formulaire ouvert",
-    "procedure_missing": "démarche impossible à sélectionner",
-    "blocked": "bloqué",
-    "error": "erreur",
-    "unrecognized": "page non reconnue",
-}
 TREND_MONTHS = 24
 
 
@@ -150,7 +143,7 @@ def _latest_probes(engine: Engine, per_department: int = 3) -> pd.DataFrame:
         "p.outcome AS outcome, p.detail AS detail, p.mode AS mode, p.page_sha256 AS page_sha256, "
         "p.screenshot_sha256 AS screenshot_sha256 FROM probes p JOIN targets t "
         "ON t.id = p.target_id WHERE p.id IN (SELECT MAX(q.id) FROM probes q "
-        "GROUP BY q.target_id) ORDER BY p.started_at DESC"
+        f"WHERE {counted_sql('q')} GROUP BY q.target_id) ORDER BY p.started_at DESC"
     ).columns(started_at=UTCDateTime())
     with engine.connect() as conn:
         frame = pd.DataFrame(
@@ -182,7 +175,8 @@ def _transparency(engine: Engine) -> pd.DataFrame:
         f"WITH {cte} SELECT t.platform AS platform, m.label AS month, COUNT(*) AS probes, "
         "SUM(p.requests_made) AS requests, MAX(p.requests_made) AS most FROM m "
         "JOIN probes p ON p.started_at >= m.s AND p.started_at < m.e "
-        "JOIN targets t ON t.id = p.target_id GROUP BY t.platform, m.label "
+        f"JOIN targets t ON t.id = p.target_id WHERE {counted_sql('p')} "
+        "GROUP BY t.platform, m.label "
         "ORDER BY m.label DESC, t.platform"
     ).bindparams(*params)
     with engine.connect() as conn:
@@ -219,8 +213,12 @@ def build_site(engine: Engine, out: Path, ctx: SiteContext, open_data: Path | No
     retired = retired_targets(engine)
     pages_seen = observed_pages(engine)
     with engine.connect() as conn:
-        last_probe = conn.execute(select(func.max(Probe.started_at))).scalar()
-        total = conn.execute(text("SELECT COUNT(*) FROM probes")).scalar() or 0
+        # A private applicant's captures appear on no public page, not even as a count.
+        last_probe = conn.execute(
+            select(func.max(Probe.started_at)).where(text(counted_sql()))
+        ).scalar()
+        total = conn.execute(text(f"SELECT COUNT(*) FROM probes WHERE {counted_sql()}")).scalar()
+        total = total or 0
     targets = data.targets
     episodes = data.episodes.copy()
     if len(episodes):
@@ -512,7 +510,8 @@ def build_site(engine: Engine, out: Path, ctx: SiteContext, open_data: Path | No
 def _adapter_versions(engine: Engine) -> list[dict[str, object]]:
     sql = text(
         "SELECT adapter, adapter_version, COUNT(*) AS probes, MIN(started_at) AS first, "
-        "MAX(started_at) AS last FROM probes GROUP BY adapter, adapter_version "
+        f"MAX(started_at) AS last FROM probes WHERE {counted_sql()} "
+        "GROUP BY adapter, adapter_version "
         "ORDER BY adapter, adapter_version"
     ).columns(first=UTCDateTime(), last=UTCDateTime())
     with engine.connect() as conn:

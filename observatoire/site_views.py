@@ -1,6 +1,8 @@
 """What the public pages need beyond the monthly figures: French words for codes and
 months, the booking pages observed (link, platform, cadence, last look), retired links,
 the gaps inside episodes, La Cimade's classes in percent and the ready-to-quote sentence.
+`DETAILS_FR` is the one table of detail codes in French, for the site and the dossier.
+A private applicant's captures (`counted_sql`) appear in none of these queries.
 
 Kept apart from `site.py` so the rendering loop stays short; everything here is read from
 the database in a few grouped queries (never one query per page).
@@ -10,15 +12,17 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from typing import cast
 
 import pandas as pd
 from sqlalchemy import Engine, bindparam, text
 
-from observatoire.clock import PARIS
+from observatoire.clock import paris_date
 from observatoire.db.types import UTCDateTime
 from observatoire.french import MONTHS_FR
+from observatoire.outcomes import VALID_OUTCOMES, sql_in
 from observatoire.platforms import PLATFORMS
-from observatoire.stats import CIMADE_CLASSES, VALID_COLUMNS, MonthPeriod
+from observatoire.stats import CIMADE_CLASSES, MonthPeriod, counted_sql
 
 MONTHS_SHORT = ("janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août",
                 "sept.", "oct.", "nov.", "déc.")  # fmt: skip
@@ -53,6 +57,30 @@ DETAILS_FR: dict[str, str] = {
     "waiting_room": "salle d'attente virtuelle",
     "rate_limited": "trop de requêtes (429)",
     "maintenance": "page de maintenance",
+    # Codes a court document also meets (they were a second table in the dossier).
+    "counter_not_offered": "le guichet de la démarche n'est pas proposé",
+    "no_counter_offered": "aucun guichet proposé",
+    "form_absent": "la démarche n'existe plus sur le site",
+    "form_open": "formulaire ouvert",
+    "module_closed": "module de rendez-vous fermé",
+    "overloaded": "service surchargé",
+    "first_free_slot_offered": "première plage libre proposée",
+    "other_demarche": "page d'une autre démarche",
+    "personal_data_page": "page de saisie des données personnelles",
+    "calendar_empty": "calendrier sans plage lisible",
+    "no_slot_message_out_of_place": "message d'absence de créneau hors de sa place",
+    "no_slot_message_hidden": "message d'absence de créneau masqué",
+    "no_slot_messages_disagree": "messages contradictoires",
+    "no_slot_message_and_slots": "message d'absence de créneau et créneaux à la fois",
+    "page_data_disagrees:": "données de la page contradictoires",
+    "conditions_page": "page des conditions inattendue",
+    "result_page": "page de résultat non reconnue",
+    "planning_unknown": "guichet non reconnu",
+    "empty_page": "page vide",
+    "unparseable_page": "page illisible",
+    "captcha_page": "captcha",
+    "no_answer_to_captcha": "captcha sans réponse",
+    "contradicted_by_probe": "contredit par une autre observation",
 }
 
 
@@ -109,11 +137,12 @@ def retired_targets(engine: Engine) -> dict[str, datetime]:
     such probe since the last one that did not (the date shown: "depuis le …"). One scan
     for the deactivated probes, then the (target, time) index for the few targets found."""
     last_retired = text(
-        "SELECT target_id, MAX(started_at) AS at FROM probes WHERE detail = :r GROUP BY target_id"
+        "SELECT target_id, MAX(started_at) AS at FROM probes WHERE detail = :r "
+        f"AND {counted_sql()} GROUP BY target_id"
     ).columns(at=UTCDateTime())
     last_other = text(
         "SELECT MAX(started_at) AS at FROM probes WHERE target_id = :t "
-        "AND (detail IS NULL OR detail <> :r)"
+        f"AND (detail IS NULL OR detail <> :r) AND {counted_sql()}"
     ).columns(at=UTCDateTime())
     out: dict[str, datetime] = {}
     with engine.connect() as conn:
@@ -123,7 +152,8 @@ def retired_targets(engine: Engine) -> dict[str, datetime]:
                 continue
             since = text(
                 "SELECT MIN(started_at) AS first FROM probes WHERE target_id = :t "
-                "AND detail = :r" + ("" if other is None else " AND started_at > :after")
+                f"AND detail = :r AND {counted_sql()}"
+                + ("" if other is None else " AND started_at > :after")
             ).columns(first=UTCDateTime())
             if other is not None:
                 since = since.bindparams(bindparam("after", other, type_=UTCDateTime()))
@@ -137,7 +167,8 @@ def observed_pages(engine: Engine) -> pd.DataFrame:
         "SELECT t.id AS target_id, t.department AS department, t.procedure AS procedure, "
         "t.procedure_name AS procedure_name, t.url AS url, t.platform AS platform, "
         "t.interval_minutes AS interval_minutes, t.enabled AS enabled, "
-        "(SELECT MAX(p.started_at) FROM probes p WHERE p.target_id = t.id) AS last_look "
+        "(SELECT MAX(p.started_at) FROM probes p WHERE p.target_id = t.id "
+        f"AND {counted_sql('p')}) AS last_look "
         "FROM targets t ORDER BY t.department, t.procedure_name, t.id"
     ).columns(last_look=UTCDateTime())
     columns = [
@@ -199,7 +230,6 @@ GAP_BATCH = 400  # episodes per query (SQLite caps a compound SELECT at 500 term
 
 
 def _gaps(engine: Engine, part: pd.DataFrame, offset: int, until: datetime) -> dict[int, float]:
-    valid = ", ".join(f"'{o}'" for o in VALID_COLUMNS)
     rows = " UNION ALL ".join(
         f"SELECT {offset + i} AS eid, :t{i} AS tid, :s{i} AS s, :e{i} AS e"
         for i in range(len(part))
@@ -220,7 +250,8 @@ def _gaps(engine: Engine, part: pd.DataFrame, offset: int, until: datetime) -> d
         f"WITH ep AS ({rows}), x AS (SELECT ep.eid AS eid, p.started_at AS started_at, "
         "LAG(p.started_at) OVER (PARTITION BY ep.eid ORDER BY p.started_at) AS prev "
         "FROM ep JOIN probes p ON p.target_id = ep.tid AND p.started_at >= ep.s "
-        f"AND p.started_at <= ep.e WHERE p.outcome IN ({valid})) "
+        f"AND p.started_at <= ep.e WHERE {sql_in('p.outcome', VALID_OUTCOMES)} "
+        f"AND {counted_sql('p')}) "
         f"SELECT eid, MAX({gap}) AS gap FROM x WHERE prev IS NOT NULL GROUP BY eid"
     ).bindparams(*params)
     with engine.connect() as conn:
@@ -231,7 +262,7 @@ def with_cimade_percent(rows: list[dict[str, object]]) -> list[dict[str, object]
     """Adds, per row, La Cimade's five classes as shares of its classed probes
     (`cimade_total`, `cimade_pct_<class>`), the way "À guichets fermés" tables them."""
     for r in rows:
-        counts = {c: int(r.get(f"cimade_{c}", 0) or 0) for c in CIMADE_CLASSES}  # type: ignore[call-overload]
+        counts = {c: int(cast(float, r.get(f"cimade_{c}", 0) or 0)) for c in CIMADE_CLASSES}
         total = sum(counts.values())
         r["cimade_total"] = total
         for c, n in counts.items():
@@ -249,4 +280,4 @@ def scope_counts(rows: pd.DataFrame) -> tuple[int, int]:
 def paris_day(value: datetime | None) -> str:
     if value is None or pd.isna(value):
         return "—"
-    return value.astimezone(PARIS).strftime("%d/%m/%Y")
+    return paris_date(value).strftime("%d/%m/%Y")

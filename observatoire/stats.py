@@ -5,9 +5,10 @@ outcome counts; per target and month a histogram of lead times; per target the r
 probes without any slot. Those results are small (targets × days), whatever the number
 of probes, and pandas only shapes them. Never is one row per probe loaded into memory.
 
-Day and month bounds are computed here in Europe/Paris (DST included) and joined in SQL,
-so SQLite and PostgreSQL give the same figures. Definitions are published on the site's
-methodology page (`docs/methodology.md`):
+Day and month bounds are computed in Europe/Paris (DST included: `clock`'s calendar
+helpers, `rollups`' spans) and joined in SQL, so SQLite and PostgreSQL give the same
+figures. The outcome lists and La Cimade's classes come from `outcomes`. Definitions
+are published on the site's methodology page (`docs/methodology.md`):
 
 - valid probes: `available`, `no_slot`, `procedure_missing`, `form_open`;
 - no way to book: `no_slot` + `procedure_missing`; its share among valid probes comes
@@ -49,19 +50,35 @@ from fractions import Fraction
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, bindparam, func, select, text
+from sqlalchemy import Engine, bindparam, text
 
-from observatoire.clock import PARIS
-from observatoire.db.models import Probe
+from observatoire.clock import paris_date, paris_month
 from observatoire.db.types import UTCDateTime
-from observatoire.outcomes import NO_WAY_TO_BOOK, VALID_OUTCOMES, Outcome
+from observatoire.outcomes import CIMADE_LABELS, NO_WAY_TO_BOOK, VALID_OUTCOMES, Outcome
+from observatoire.outcomes import values as outcome_values
 from observatoire.platforms import PLATFORMS
+from observatoire.rollups import (  # noqa: F401  (re-exported: the site and tests use them)
+    EPISODES_SQL,
+    Span,
+    counted_sql,
+    daily_counts_sql,
+    days_between,
+    lead_histogram_sql,
+    paris_days,
+    paris_months,
+    probe_time_range,
+    spans_cte,
+)
 
-CAPTCHA_FIRST = frozenset(name for name, spec in PLATFORMS.items() if spec.captcha_first)
+#: Older names, still imported by the site.
+_spans_cte = spans_cte
+_days_between = days_between
 
-OUTCOME_COLUMNS = [o.value for o in Outcome]
-VALID_COLUMNS = [o.value for o in Outcome if o in VALID_OUTCOMES]
-NO_WAY_COLUMNS = [o.value for o in Outcome if o in NO_WAY_TO_BOOK]
+
+OUTCOME_COLUMNS = outcome_values(Outcome)
+VALID_COLUMNS = outcome_values(VALID_OUTCOMES)
+NO_WAY_COLUMNS = outcome_values(NO_WAY_TO_BOOK)
+UNRECOGNIZED = Outcome.UNRECOGNIZED.value
 LEVELS: dict[str, list[str]] = {
     "target": ["target_id", "department", "department_name", "procedure", "procedure_name"],
     "department_procedure": ["department", "department_name", "procedure", "procedure_name"],
@@ -79,56 +96,12 @@ BOOTSTRAP_DRAWS = 1000
 MIN_TARGET_CLUSTERS = 5
 #: A target-month is unreliable when unrecognized / probes exceeds this (strictly).
 UNRELIABLE_SHARE = Fraction(1, 10)
-#: La Cimade's published classes, in its order.
-CIMADE_CLASSES = {
-    "two_dates_within_month": "au moins deux dates sur un mois",
-    "one_date_within_month": "une seule date possible sous un mois",
-    "first_date_1_to_2_months": "première date possible entre un et deux mois",
-    "first_date_beyond_2_months": "première date possible au-delà de 2 mois",
-    "no_date": "pas de date disponible",
-}
-
-
-@dataclass(frozen=True)
-class Span:
-    label: str  # "2026-03" or "2026-03-29"
-    start: datetime  # UTC
-    end: datetime  # UTC, exclusive
+#: La Cimade's published classes, in its order (defined once, in `outcomes.CIMADE`).
+CIMADE_CLASSES = CIMADE_LABELS
 
 
 def month_of(when: datetime) -> str:
-    return when.astimezone(PARIS).strftime("%Y-%m")
-
-
-def paris_months(first: datetime, last: datetime) -> list[Span]:
-    """Every Europe/Paris calendar month touching [first, last]."""
-    local = first.astimezone(PARIS)
-    year, month = local.year, local.month
-    end_label = month_of(last)
-    months: list[Span] = []
-    while True:
-        ny, nm = (year + 1, 1) if month == 12 else (year, month + 1)
-        start = datetime(year, month, 1, tzinfo=PARIS).astimezone(UTC)
-        end = datetime(ny, nm, 1, tzinfo=PARIS).astimezone(UTC)
-        label = f"{year:04d}-{month:02d}"
-        months.append(Span(label, start, end))
-        if label >= end_label:
-            return months
-        year, month = ny, nm
-
-
-def paris_days(first: datetime, last: datetime) -> list[Span]:
-    """Every Europe/Paris day touching [first, last] (23 or 25 hours at DST changes)."""
-    day = first.astimezone(PARIS).date()
-    end_day = last.astimezone(PARIS).date()
-    days = []
-    while day <= end_day:
-        start = datetime.combine(day, datetime.min.time(), PARIS).astimezone(UTC)
-        nxt = day + timedelta(days=1)
-        end = datetime.combine(nxt, datetime.min.time(), PARIS).astimezone(UTC)
-        days.append(Span(day.isoformat(), start, end))
-        day = nxt
-    return days
+    return paris_month(when)
 
 
 def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -140,102 +113,6 @@ def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def probe_time_range(engine: Engine) -> tuple[datetime, datetime] | None:
-    with engine.connect() as conn:
-        row = conn.execute(select(func.min(Probe.started_at), func.max(Probe.started_at))).one()
-    if row[0] is None:
-        return None
-    return row[0], row[1]
-
-
-def _spans_cte(name: str, spans: list[Span]) -> tuple[str, list]:  # type: ignore[type-arg]
-    rows = " UNION ALL ".join(
-        f"SELECT :{name}l{i} AS label, :{name}s{i} AS s, :{name}e{i} AS e"
-        for i in range(len(spans))
-    )
-    params = []
-    for i, span in enumerate(spans):
-        params += [
-            bindparam(f"{name}l{i}", span.label),
-            bindparam(f"{name}s{i}", span.start, type_=UTCDateTime()),
-            bindparam(f"{name}e{i}", span.end, type_=UTCDateTime()),
-        ]
-    return f"{name} AS ({rows})", params
-
-
-def _days_between(engine: Engine, later: str, earlier: str) -> str:
-    if engine.dialect.name == "sqlite":
-        return f"(julianday({later}) - julianday({earlier}))"
-    return f"(EXTRACT(EPOCH FROM ({later} - {earlier})) / 86400.0)"
-
-
-def counted_sql(alias: str = "") -> str:
-    """The probes that may enter the figures: all but the captures of an applicant who
-    has not opted in (issue 21: those serve only their own dossier)."""
-    column = f"{alias}.contributor_id" if alias else "contributor_id"
-    return (
-        f"({column} IS NULL OR {column} IN (SELECT id FROM contributors "
-        "WHERE role = 'volunteer' OR opted_in))"
-    )
-
-
-def daily_counts_sql(chunk: list[Span]) -> tuple[str, list]:  # type: ignore[type-arg]
-    """SELECT target_id, day, <outcome counts>, assisted over raw probes, for these days."""
-    cte, params = _spans_cte("d", chunk)
-    sums = (
-        ", ".join(
-            f"SUM(CASE WHEN p.outcome = '{o}' THEN 1 ELSE 0 END) AS {o}" for o in OUTCOME_COLUMNS
-        )
-        + ", SUM(CASE WHEN p.mode = 'assisted' THEN 1 ELSE 0 END) AS assisted"
-        + ", SUM(CASE WHEN p.mode = 'manual' THEN 1 ELSE 0 END) AS manual"
-    )
-    return (
-        f"WITH {cte} SELECT p.target_id AS target_id, d.label AS day, {sums} "
-        "FROM d JOIN probes p ON p.started_at >= d.s AND p.started_at < d.e "
-        f"WHERE {counted_sql('p')} "
-        "GROUP BY d.label, p.target_id",
-        params,
-    )
-
-
-def lead_histogram_sql(engine: Engine, months: list[Span]) -> tuple[str, list]:  # type: ignore[type-arg]
-    cte, params = _spans_cte("m", months)
-    first = _days_between(engine, "p.first_slot_at", "p.started_at")
-    second = _days_between(engine, "p.second_slot_at", "p.started_at")
-    sql = (
-        f"WITH {cte}, c AS (SELECT p.target_id AS target_id, m.label AS month, "
-        "CASE WHEN p.outcome IN ('no_slot', 'procedure_missing') THEN 'no_date' "
-        f"WHEN p.second_slot_at IS NOT NULL AND {second} <= 30 THEN 'two_dates_within_month' "
-        f"WHEN {first} <= 30 THEN 'one_date_within_month' "
-        f"WHEN {first} <= 60 THEN 'first_date_1_to_2_months' "
-        "ELSE 'first_date_beyond_2_months' END AS cimade, "
-        f"CASE WHEN p.first_slot_at IS NULL THEN NULL ELSE CAST(FLOOR({first}) AS INTEGER) END "
-        "AS lead_days FROM m JOIN probes p ON p.started_at >= m.s AND p.started_at < m.e "
-        f"WHERE {counted_sql('p')} AND (p.outcome IN ('no_slot', 'procedure_missing') OR "
-        "(p.outcome = 'available' AND p.first_slot_at IS NOT NULL))) "
-        "SELECT target_id, month, cimade, lead_days, COUNT(*) AS probes FROM c "
-        "GROUP BY target_id, month, cimade, lead_days"
-    )
-    return sql, params
-
-
-_VALID = ", ".join(f"'{o}'" for o in VALID_COLUMNS)
-_OPENED = ", ".join(f"'{o}'" for o in VALID_COLUMNS if o not in NO_WAY_COLUMNS)
-#: Runs of valid probes finding no way to book, per target, from raw probes.
-EPISODES_SQL = (
-    f"WITH v AS (SELECT target_id, started_at, CASE WHEN outcome IN ({_OPENED}) THEN 1 "
-    f"ELSE 0 END AS opened FROM probes WHERE outcome IN ({_VALID}) AND {counted_sql()}), "
-    "g AS (SELECT target_id, started_at, opened, SUM(opened) OVER (PARTITION BY target_id "
-    "ORDER BY started_at ROWS UNBOUNDED PRECEDING) AS run FROM v), "
-    "closed AS (SELECT target_id, run, MIN(started_at) AS start, MAX(started_at) AS last, "
-    "COUNT(*) AS probes FROM g WHERE opened = 0 GROUP BY target_id, run), "
-    "reopen AS (SELECT target_id, run, started_at AS reopened FROM g WHERE opened = 1) "
-    "SELECT c.target_id AS target_id, c.start AS start, c.last AS last, "
-    "r.reopened AS end_at, c.probes AS probes FROM closed c LEFT JOIN reopen r "
-    "ON r.target_id = c.target_id AND r.run = c.run + 1"
-)
 
 
 def episodes(engine: Engine, now: datetime | None = None) -> pd.DataFrame:
@@ -287,9 +164,12 @@ def expected_probes(targets: pd.DataFrame, months: list[Span], until: datetime) 
     """Probes the cadence called for, per target and month: from the target's creation
     (or the month's start) to the month's end (or `until`), divided by its interval.
     Captcha-first targets expect none: only volunteers observe them, when they can."""
+    # Read when called: the platform registry loads the adapters, which this module
+    # must not need at import time.
+    captcha_first = {name for name, spec in PLATFORMS.items() if spec.captcha_first}
     rows = []
     for t in targets.itertuples():
-        if not t.enabled or t.platform in CAPTCHA_FIRST:
+        if not t.enabled or t.platform in captcha_first:
             continue
         for m in months:
             start = max(m.start, t.created_at)
@@ -441,10 +321,10 @@ def monthly_stats(
     made["share_low"] = [i[0] for i in intervals]
     made["share_high"] = [i[1] for i in intervals]
     made["small_sample"] = made["valid"] < SMALL_SAMPLE
-    made["unrecognized_share"] = made["unrecognized"] / made["probes"].where(made["probes"] > 0)
+    made["unrecognized_share"] = made[UNRECOGNIZED] / made["probes"].where(made["probes"] > 0)
     made["unreliable"] = [
         unreliable_target_month(int(u), int(p))
-        for u, p in zip(made["unrecognized"], made["probes"], strict=True)
+        for u, p in zip(made[UNRECOGNIZED], made["probes"], strict=True)
     ]
     made = made.merge(_unreliable_target_months(daily, group), on=group, how="left")
     for col in ("target_months", "unreliable_target_months"):
@@ -642,7 +522,7 @@ def _unreliable_target_months(daily: pd.DataFrame, group: list[str]) -> pd.DataF
     probes = per.sum(axis=1)
     per["flag"] = [
         unreliable_target_month(int(u), int(p))
-        for u, p in zip(per["unrecognized"], probes, strict=True)
+        for u, p in zip(per[UNRECOGNIZED], probes, strict=True)
     ]
     counted = per.groupby(group, dropna=False)["flag"].agg(["size", "sum"]).astype("int64")
     return counted.rename(
@@ -673,7 +553,7 @@ def longest_episodes(engine: Engine, months: list[Span], until: datetime) -> pd.
     columns = ["target_id", "month", "longest_days"]
     if not months:
         return pd.DataFrame(columns=columns)
-    cte, params = _spans_cte("m", months)
+    cte, params = spans_cte("m", months)
     params.append(bindparam("until", until, type_=UTCDateTime()))
     if engine.dialect.name == "sqlite":
         lo, hi = "max(e.start_at, m.s)", "min(COALESCE(e.end_at, :until), m.e)"
@@ -681,7 +561,7 @@ def longest_episodes(engine: Engine, months: list[Span], until: datetime) -> pd.
         lo, hi = "GREATEST(e.start_at, m.s)", "LEAST(COALESCE(e.end_at, :until), m.e)"
     sql = text(
         f"WITH {cte} SELECT e.target_id AS target_id, m.label AS month, "
-        f"MAX({_days_between(engine, hi, lo)}) AS longest_days FROM m JOIN episodes e "
+        f"MAX({days_between(engine, hi, lo)}) AS longest_days FROM m JOIN episodes e "
         "ON e.start_at < m.e AND COALESCE(e.end_at, :until) > m.s "
         "GROUP BY e.target_id, m.label"
     ).bindparams(*params)
@@ -692,7 +572,7 @@ def longest_episodes(engine: Engine, months: list[Span], until: datetime) -> pd.
 
 
 def last_complete_month(now: datetime) -> str:
-    local = now.astimezone(PARIS)
+    local = paris_date(now)
     first = date(local.year, local.month, 1)
     year, month = (first.year - 1, 12) if first.month == 1 else (first.year, first.month - 1)
     return f"{year:04d}-{month:02d}"
@@ -726,8 +606,8 @@ def month_periods(
     """For each month label: its days, the days between the first probe and the last one
     (Europe/Paris calendar days, both ends included) and whether it is still running at
     `now`."""
-    first_day = first.astimezone(PARIS).date()
-    last_day = min(last, now).astimezone(PARIS).date()
+    first_day = paris_date(first)
+    last_day = paris_date(min(last, now))
     current = month_of(now)
     periods = {}
     for label in labels:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from observatoire.adapters import Adapter, ProbeContext, get_adapter, registry
+from observatoire.adapters import Adapter, ProbeContext, get_adapter
 from observatoire.browser import BrowserPool
 from observatoire.clock import Clock
 from observatoire.config import Target
@@ -48,16 +48,15 @@ class SweepReport:
 
 def split_probeable(targets: Sequence[Target]) -> tuple[list[Target], dict[str, str]]:
     """Targets this robot may probe automatically now, and why the others are skipped."""
-    adapters = registry()
     ok: list[Target] = []
     skipped: dict[str, str] = {}
     for t in targets:
         if not t.enabled:
             skipped[t.id] = "disabled"
+        elif t.platform not in PLATFORMS:
+            skipped[t.id] = f"no adapter for {t.platform} in this version"
         elif PLATFORMS[t.platform].captcha_first:
             skipped[t.id] = "captcha first: waits for a volunteer (observatoire assist)"
-        elif t.platform not in adapters:
-            skipped[t.id] = f"no adapter for {t.platform} in this version"
         else:
             ok.append(t)
     return ok, skipped
@@ -118,7 +117,7 @@ async def run_sweep(
     report = SweepReport()
     probeable, report.skipped = split_probeable(targets)
     own_browser = browser is None and any(
-        get_adapter(t.platform).transport == "browser" for t in probeable
+        PLATFORMS[t.platform].transport == "browser" for t in probeable
     )
     if own_browser:
         browser = BrowserPool(policy.user_agent)

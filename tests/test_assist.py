@@ -551,3 +551,29 @@ async def test_look_again_measures_how_long_released_slots_last(
     await page.click("text=Fermer la session sur le site")
     assert assist.app.busy_hosts == {}
     await page.context.close()
+
+
+async def test_one_observation_per_gate_not_per_spelling_of_the_host(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Two spellings of one host (127.0.0.1 and localhost) are one gate for the sweep,
+    so `assist` must hold them as one too: a second volunteer waits."""
+    cfg = load_config(DEMO_CONFIG, simulator_url="http://127.0.0.1:9")
+    sync_targets(engine, cfg.targets, T0)
+    first, second, *_ = assisted_targets(cfg.targets)
+    second = replace(second, url=second.url.replace("127.0.0.1", "localhost"))
+    assert first.host != second.host and first.gate_key == second.gate_key
+    policy = PolitePolicy(UA, 0.05, 10.0)
+    clock = VirtualClock(T0)
+    evidence = EvidenceStore(tmp_path / "ev")
+    services = AssistServices(engine, evidence, policy, BrowserPool(UA), clock)
+    app = AssistApp(services, [first, second])
+    try:
+        held = await app._reserve(PSEUDONYM)
+        assert held is not None and app.busy_hosts == {held.target.gate_key: held.id}
+        assert await app._reserve(PSEUDONYM) is None  # the same gate: wait
+        app._free(held)
+        assert app.busy_hosts == {}
+        assert await app._reserve(PSEUDONYM) is not None
+    finally:
+        await policy.aclose()

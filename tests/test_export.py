@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from frictionless import validate
+from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from observatoire.cli import app
+from observatoire.evidence import EvidenceStore
 from observatoire.export import ExportFilter, export_all
+from observatoire.site import SiteContext, build_site
 
+from .test_rollups import PRIVATE_PAGE, mixed_probes
 from .test_stats import filled, week  # noqa: F401  (fixtures)
 
 
-def test_csv_package_validates_with_frictionless(filled, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_csv_package_validates_with_frictionless(filled: Engine, tmp_path: Path) -> None:  # noqa: F811
     files = export_all(filled, tmp_path / "out")
     report = validate(str(tmp_path / "out" / "datapackage.json"))
     assert report.valid, report.flatten(["type", "message"])[:5]
@@ -42,14 +46,14 @@ def test_csv_package_validates_with_frictionless(filled, tmp_path: Path) -> None
         assert hashlib.sha256((tmp_path / "out" / name).read_bytes()).hexdigest() == digest
 
 
-def test_tampered_export_fails_validation(filled, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_tampered_export_fails_validation(filled: Engine, tmp_path: Path) -> None:  # noqa: F811
     export_all(filled, tmp_path / "out")
     with (tmp_path / "out" / "probes.csv").open("a") as fh:
         fh.write("92-a,92,p,legacy_booking,auto,,,,no_slot,,,,,,1,1,1,x,1,0,,\n")
     assert not validate(str(tmp_path / "out" / "datapackage.json")).valid
 
 
-def test_filters(filled, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_filters(filled: Engine, tmp_path: Path) -> None:  # noqa: F811
     flt = ExportFilter(since=date(2026, 3, 1), until=date(2026, 3, 31), department="92")
     export_all(filled, tmp_path / "f", flt=flt)
     probes = pd.read_csv(tmp_path / "f" / "probes.csv", dtype={"department": str})
@@ -60,7 +64,7 @@ def test_filters(filled, tmp_path: Path) -> None:  # type: ignore[no-untyped-def
     assert validate(str(tmp_path / "f" / "datapackage.json")).valid
 
 
-def test_parquet(week, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_parquet(week: Engine, tmp_path: Path) -> None:  # noqa: F811
     files = export_all(week, tmp_path / "p", fmt="parquet")
     table = pq.read_table(tmp_path / "p" / "probes.parquet")
     assert table.num_rows == 8
@@ -86,7 +90,7 @@ def test_export_cli_checks_its_options(cli_env: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_empty_database_exports_empty_valid_files(engine, tmp_path: Path, fmt: str) -> None:  # type: ignore[no-untyped-def]
+def test_empty_database_exports_empty_valid_files(engine: Engine, tmp_path: Path, fmt: str) -> None:
     export_all(engine, tmp_path / fmt, fmt=fmt)
     package = json.loads((tmp_path / fmt / "datapackage.json").read_text())
     assert all(r["stats"]["rows"] == 0 for r in package["resources"])
@@ -94,14 +98,16 @@ def test_empty_database_exports_empty_valid_files(engine, tmp_path: Path, fmt: s
         assert validate(str(tmp_path / fmt / "datapackage.json")).valid
 
 
-def test_csv_neutralises_formula_cells_but_not_numbers(filled, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_csv_neutralises_formula_cells_but_not_numbers(filled: Engine, tmp_path: Path) -> None:  # noqa: F811
     from sqlalchemy.orm import Session
 
     from observatoire.db import Probe, TargetRow
     from observatoire.export import neutralise_formulas
 
     with Session(filled) as s, s.begin():
-        s.get(TargetRow, "92-a").label = '=HYPERLINK("http://evil.example","x")'  # type: ignore[union-attr]
+        target = s.get(TargetRow, "92-a")
+        assert target is not None
+        target.label = '=HYPERLINK("http://evil.example","x")'
         for probe, detail in zip(
             s.query(Probe).order_by(Probe.id).limit(5),
             ["+33 1 23", "-cmd", "@SUM(A1)", "\tx", "ok - fine"],
@@ -129,3 +135,48 @@ def test_csv_neutralises_formula_cells_but_not_numbers(filled, tmp_path: Path) -
     out = neutralise_formulas(frame.copy(), fields)
     assert list(out["n"]) == [-3, 4] and list(out["x"]) == [-1.5, 2.0]
     assert list(out["s"]) == ["'-3", "'=1"]
+
+
+def test_a_private_applicants_captures_reach_no_export_file_and_no_site_page(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """An applicant who has not opted in: their captures serve their own dossier only.
+    Not a row, a hash, a time or a count of them may reach the open data or the site."""
+    evidence = EvidenceStore(tmp_path / "ev")
+    mixed_probes(engine, evidence)
+    with engine.connect() as conn:
+        private = conn.execute(
+            text(
+                "SELECT p.started_at, p.page_sha256 FROM probes p JOIN contributors c "
+                "ON c.id = p.contributor_id WHERE c.pseudonym = 'demandeur-prive'"
+            )
+        ).all()
+        total = conn.execute(text("SELECT COUNT(*) FROM probes")).scalar_one()
+    assert len(private) == 2 and private[0][1] == hashlib.sha256(PRIVATE_PAGE).hexdigest()
+    export = tmp_path / "export"
+    export_all(engine, export)
+    probes = pd.read_csv(export / "probes.csv", dtype={"department": str})
+    assert len(probes) == total - 2 == 42
+    ctx = SiteContext(False, datetime(2026, 5, 1, tzinfo=UTC), evidence)
+    site = tmp_path / "site"
+    build_site(engine, site, ctx, open_data=export)
+    stamps = {
+        "2026-03-11T08:17:43",  # ISO, in the CSV files
+        "11/03/2026 à 09:17",  # Paris, on the pages
+        "2026-04-10T08:17:43",
+        "10/04/2026 à 10:17",
+    }
+    leaks = []
+    for path in [*export.rglob("*"), *site.resolve().rglob("*")]:
+        if not path.is_file() or path.suffix == ".png":
+            continue
+        body = path.read_text("utf-8", errors="replace")
+        for needle in {private[0][1], *stamps}:
+            if needle in body:
+                leaks.append((path.name, needle))
+        if path.suffix == ".html":
+            assert "depuis le 10/04/2026" not in body, path  # the private capture's finding
+            assert "43 consultations" not in body.replace("\u202f", " "), path
+    assert leaks == []
+    index = (site / "index.html").read_text("utf-8").replace("\u202f", " ")
+    assert "42 consultations" in index

@@ -143,6 +143,23 @@ def test_publish_refuses_a_foreign_site_folder(data: Path) -> None:
     result = invoke("publish")
     assert result.exit_code == 2 and "was not created by observatoire" in result.stderr
     assert (site / "mine.html").read_text() == "x" and not site.is_symlink()
+    assert not (data / "export").exists()  # a refused publication writes nothing
+
+
+def test_publish_refuses_a_foreign_export_folder_before_writing(data: Path) -> None:
+    export = data / "export"
+    export.mkdir()
+    (export / "probes.csv").write_text("mes notes")
+    (export / "budget.ods").write_text("à garder")
+    before = snapshot(export)
+    result = invoke("publish")
+    assert result.exit_code == 2 and "budget.ods" in result.stderr
+    assert snapshot(export) == before
+    assert not (data / "site").exists()
+    # Its own files only (an earlier export): published over.
+    (export / "budget.ods").unlink()
+    assert invoke("publish").exit_code == 0
+    assert (export / "datapackage.json").is_file() and (data / "site" / MARKER).is_file()
 
 
 def test_site_rebuilds_its_own_folder_and_prunes_only_marked_versions(

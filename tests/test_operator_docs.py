@@ -5,6 +5,7 @@ simulator's pages, and the CLI behaves outside the checkout and on a `{simulator
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import os
@@ -95,6 +96,46 @@ def test_every_documented_command_and_option_exists(doc: Path) -> None:
             if option.startswith("--") and option not in known:
                 problems.append(f"{' '.join(words)}: {command.name} has no {option}")
     assert problems == []
+
+
+#: What points outside the repository: a relative path climbing out of it, a path of
+#: the machine it was written on, or the project's notes (not shipped with the code).
+CLIMB = re.compile(r"(?<![\w/.])((?:\.\./)+[\w./-]*)")
+MACHINE = re.compile(r"(?<![\w.])/(?:work|home|root|Users|tmp)/[\w./-]*")
+NOTES = re.compile(r"\bshared/\s*(?:reference|DESIGN|STYLE|notes)\b")
+MODULES = sorted((REPO / "observatoire").rglob("*.py"))
+
+
+def outside_pointers(text: str, folder: Path) -> list[str]:
+    found = [m for m in CLIMB.findall(text) if not (folder / m).resolve().is_relative_to(REPO)]
+    return found + MACHINE.findall(text) + NOTES.findall(text)
+
+
+def test_outside_pointers_are_caught() -> None:
+    folder = REPO
+    assert outside_pointers("see `../shared/DESIGN.md`", folder) == [
+        "../shared/DESIGN.md",
+        "shared/DESIGN",
+    ]
+    assert outside_pointers("(/work/main/config/x.yaml)", folder) == ["/work/main/config/x.yaml"]
+    assert outside_pointers("from shared/\nreference/platforms.md", folder) == [
+        "shared/\nreference"
+    ]
+    docs = REPO / "docs"
+    assert outside_pointers("[guide](../README.md), `/etc/observatoire/env.sh`", docs) == []
+
+
+@pytest.mark.parametrize(
+    "path", [*DOCS, *MODULES], ids=[str(p.relative_to(REPO)) for p in [*DOCS, *MODULES]]
+)
+def test_no_doc_or_docstring_points_outside_the_repository(path: Path) -> None:
+    """A reader of the repository alone can follow every pointer: README.md, docs/ and
+    every module's docstring name files of the repository, never the notes or the
+    machine the code was written on."""
+    text = path.read_text("utf-8")
+    if path.suffix == ".py":
+        text = ast.get_docstring(ast.parse(text), clean=False) or ""
+    assert outside_pointers(text, path.parent) == []
 
 
 def test_readme_states_the_volunteer_reality_and_the_sample_size() -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 import pytest
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from observatoire.db import Probe, TargetRow
@@ -63,7 +65,7 @@ def add_probe(session: Session, tid: str, at: str, outcome: str) -> None:
 
 
 @pytest.fixture
-def filled(engine):  # type: ignore[no-untyped-def]
+def filled(engine: Engine) -> Engine:
     with Session(engine) as s, s.begin():
         add_target(s, "92-a", "92", "Hauts-de-Seine", "renouvellement")
         add_target(s, "92-b", "92", "Hauts-de-Seine", "naturalisation")
@@ -87,7 +89,7 @@ def filled(engine):  # type: ignore[no-untyped-def]
     return engine
 
 
-def row(frame, **keys):  # type: ignore[no-untyped-def]
+def row(frame: pd.DataFrame, **keys: object) -> pd.Series:
     mask = True
     for k, v in keys.items():
         mask = mask & (frame[k] == v)
@@ -96,7 +98,7 @@ def row(frame, **keys):  # type: ignore[no-untyped-def]
     return found.iloc[0]
 
 
-def test_department_months(filled) -> None:  # type: ignore[no-untyped-def]
+def test_department_months(filled: Engine) -> None:
     frame = monthly_stats(filled, "department")
     march = row(frame, department="92", month="2026-03")
     assert march["probes"] == 8
@@ -115,7 +117,7 @@ def test_department_months(filled) -> None:  # type: ignore[no-untyped-def]
     assert set(frame["month"]) == {"2026-03", "2026-04"}
 
 
-def test_department_procedure_and_national(filled) -> None:  # type: ignore[no-untyped-def]
+def test_department_procedure_and_national(filled: Engine) -> None:
     by_proc = monthly_stats(filled, "department_procedure")
     natu = row(by_proc, department="92", procedure="naturalisation", month="2026-03")
     assert (natu["valid"], natu["no_way"], natu["blocked"]) == (1, 1, 1)
@@ -125,7 +127,7 @@ def test_department_procedure_and_national(filled) -> None:  # type: ignore[no-u
     assert march["valid"] == 6 and march["no_way"] == 5
 
 
-def test_empty_database_gives_empty_frame(engine) -> None:  # type: ignore[no-untyped-def]
+def test_empty_database_gives_empty_frame(engine: Engine) -> None:
     assert monthly_stats(engine, "department").empty
 
 
@@ -152,7 +154,7 @@ def test_paris_months_bounds_follow_dst() -> None:
 
 
 @pytest.fixture
-def week(engine):  # type: ignore[no-untyped-def]
+def week(engine: Engine) -> Engine:
     """One target, one week of March 2026, hand-counted below."""
     created = datetime(2026, 2, 28, 23, 0, tzinfo=UTC)  # 1 March 00:00 in Paris
     with Session(engine) as s, s.begin():
@@ -191,7 +193,7 @@ def week(engine):  # type: ignore[no-untyped-def]
     return engine
 
 
-def test_days_leads_classes_episodes_and_coverage(week) -> None:  # type: ignore[no-untyped-def]
+def test_days_leads_classes_episodes_and_coverage(week: Engine) -> None:
     frame = monthly_stats(week, "target")
     assert len(frame) == 1
     r = frame.iloc[0]
@@ -211,7 +213,7 @@ def test_days_leads_classes_episodes_and_coverage(week) -> None:  # type: ignore
     assert r["coverage"] == pytest.approx(8 / 154)
 
 
-def test_episode_table(week) -> None:  # type: ignore[no-untyped-def]
+def test_episode_table(week: Engine) -> None:
     eps = episodes(week, now=datetime(2026, 3, 8, 9, 0, tzinfo=UTC))
     assert list(eps["probes"]) == [1, 1, 1]
     assert list(eps["ongoing"]) == [False, False, True]
@@ -222,7 +224,7 @@ def test_episode_table(week) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def mixed(engine):  # type: ignore[no-untyped-def]
+def mixed(engine: Engine) -> Engine:
     """Unreliable months at the boundary: 92-a has 11 unrecognized pages out of 100 probes
     in March (11 %), 92-b exactly 10 out of 100 (10 %), 2a-c 10 % in March and 1 out of
     1 in April."""
@@ -247,7 +249,7 @@ def mixed(engine):  # type: ignore[no-untyped-def]
     return engine
 
 
-def test_unreliable_target_months_at_the_boundary(mixed) -> None:  # type: ignore[no-untyped-def]
+def test_unreliable_target_months_at_the_boundary(mixed: Engine) -> None:
     targets = monthly_stats(mixed, "target")
     eleven = row(targets, target_id="92-a", month="2026-03")
     assert eleven["unrecognized_share"] == pytest.approx(0.11)
@@ -273,7 +275,7 @@ def test_unreliable_target_months_at_the_boundary(mixed) -> None:  # type: ignor
     assert (april["target_months"], april["unreliable_target_months"]) == (1, 1)
 
 
-def test_reliable_months_are_not_flagged(filled) -> None:  # type: ignore[no-untyped-def]
+def test_reliable_months_are_not_flagged(filled: Engine) -> None:
     frame = monthly_stats(filled, "department")
     march = row(frame, department="92", month="2026-03")
     assert bool(march["unreliable"]) is False and march["unreliable_target_months"] == 0

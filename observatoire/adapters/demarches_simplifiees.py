@@ -2,7 +2,7 @@
 
 Anonymously one can only see whether a démarche's public page exists and is open; its
 queue is internal, so no slot is ever observable. What the platform does
-(shared/reference/platforms.md §4, from its open-source controller):
+(the project's platform notes §4, from its open-source controller):
 
 - open: `GET /commencer/<slug>` → 200 with "Commencer la démarche" → `form_open` (valid,
   not counted as "no way to book"; never `available`);
@@ -30,7 +30,6 @@ from urllib.parse import urlsplit
 
 from lxml import html as lxml_html
 
-from observatoire.adapters import register
 from observatoire.adapters.base import (
     Adapter,
     ProbeContext,
@@ -46,6 +45,7 @@ from observatoire.adapters.base import (
 from observatoire.config import Target
 from observatoire.french import MONTH_NUMBER
 from observatoire.outcomes import Outcome, ProbeResult
+from observatoire.platforms import DemarchesSimplifieesOptions, Platform
 
 #: The flash shown on the home page after a redirect from an unknown slug.
 ABSENT_FLASH = normalize_text("La démarche n'existe pas")
@@ -96,7 +96,6 @@ def _flash_text(doc: lxml_html.HtmlElement) -> list[str]:
     return [normalize_text(e.text_content()) for e in doc.xpath(FLASH)]
 
 
-@register
 class DemarchesSimplifieesAdapter(Adapter):
     name = "demarches_simplifiees"
     version = "2.0"
@@ -203,3 +202,12 @@ class DemarchesSimplifieesAdapter(Adapter):
     def classify(self, page: bytes, url: str | None = None) -> ProbeResult:
         """A saved page; `url` is the address it was served from (the final URL)."""
         return self._classify_text(page, decode_page(page), url, None)
+
+
+PLATFORM = Platform(
+    adapter=DemarchesSimplifieesAdapter,
+    label="Démarches simplifiées / démarche numérique",
+    options=DemarchesSimplifieesOptions,
+    url_pattern=re.compile(r"^https?://[^/]+(/.*)?/commencer/[A-Za-z0-9_-]+/?$"),
+    url_hint="https://www.demarches-simplifiees.fr/commencer/<slug>",
+)

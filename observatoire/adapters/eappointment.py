@@ -1,6 +1,6 @@
 """Adapter for eAppointment (Val-de-Marne, Rhône), in a real browser.
 
-Flow (shared/reference/platforms.md §3): the entry page, the postal code (`#CPId`) when
+Flow (the project's platform notes §3): the entry page, the postal code (`#CPId`) when
 asked — "Continuer" is an `input type="button"` whose script maps the postal code to a
 site key and navigates to `appointment.do?sitekey=…` —, the motive checkbox
 (`selectedMotiveKeyList`), then `#nextButtonId`. The server answers "no slot" with a
@@ -30,7 +30,6 @@ from lxml import html as lxml_html
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
 
-from observatoire.adapters import register
 from observatoire.adapters.base import (
     STAMP,
     Adapter,
@@ -55,7 +54,7 @@ from observatoire.clock import PARIS
 from observatoire.config import Target
 from observatoire.french import MONTH_NUMBER
 from observatoire.outcomes import Outcome, ProbeResult
-from observatoire.platforms import EAPPOINTMENT_NO_SLOT_DEFAULT
+from observatoire.platforms import EAppointmentOptions, Platform
 
 BAD_POSTAL_CODE = normalize_text("Veuillez saisir un code postal valide.")
 MOTIVES = "input[name=selectedMotiveKeyList]"
@@ -156,10 +155,10 @@ def _same_site(url: str | None, target_url: str) -> bool:
 
 
 def no_slot_messages(target: Target | None) -> list[str]:
-    messages = (target.options.get("no_slot_messages") if target else None) or list(
-        EAPPOINTMENT_NO_SLOT_DEFAULT
-    )
-    return [normalize_text(m) for m in messages]
+    """The instance's no-slot alert texts, folded: the target's, else the options
+    model's default (the Val-de-Marne text)."""
+    options = target.options_as(EAppointmentOptions) if target else EAppointmentOptions()
+    return [normalize_text(m) for m in options.no_slot_messages]
 
 
 def judge_alert(
@@ -233,7 +232,6 @@ def _visible_doc(html: bytes) -> lxml_html.HtmlElement:
     return doc
 
 
-@register
 class EAppointmentAdapter(Adapter):
     name = "eappointment"
     version = "2.0"
@@ -263,7 +261,7 @@ class EAppointmentAdapter(Adapter):
     ) -> None:
         """Type the postal code and press "Continuer" (a plain button whose script
         navigates; Enter in the field when no such button is found)."""
-        postal = target.options.get("postal_code")
+        postal = target.options_as(EAppointmentOptions).postal_code
         if not postal:
             raise ProbeStop(ProbeResult(Outcome.ERROR, "postal_code_needed", final_url=page.url))
         await page.fill("#CPId", str(postal))
@@ -315,7 +313,7 @@ class EAppointmentAdapter(Adapter):
         if not await page.query_selector("#nextButtonId"):
             await page_signs(page)
             raise ProbeStop(ProbeResult(Outcome.UNRECOGNIZED, "motive_page"))
-        wanted = target.options.get("motive")
+        wanted = target.options_as(EAppointmentOptions).motive
         if not offered:
             raise ProbeStop(ProbeResult(Outcome.PROCEDURE_MISSING, "no_motive_offered"))
         if wanted and wanted not in offered:
@@ -399,3 +397,12 @@ class EAppointmentAdapter(Adapter):
 
 async def _has(page: Page, selector: str) -> bool:
     return await page.query_selector(selector) is not None
+
+
+PLATFORM = Platform(
+    adapter=EAppointmentAdapter,
+    label="eAppointment",
+    options=EAppointmentOptions,
+    url_pattern=re.compile(r"^https?://[^/]+(/.*)?/eAppointment[^/]*/.+"),
+    url_hint="https://rdv-etrangers-94.interieur.gouv.fr/eAppointmentpref94/…",
+)

@@ -1,6 +1,6 @@
 """Adapter for the legacy prefecture booking module (eZ Publish `booking/create`).
 
-Flow (shared/reference/platforms.md §1): GET the conditions page, POST the accepted
+Flow (the project's platform notes §1): GET the conditions page, POST the accepted
 conditions, choose the counter if asked, read the availability result, and — only
 when the result offers to continue — read the read-only week calendar to date the
 first free slots. It never goes past the result page: no captcha, no personal data.
@@ -34,7 +34,6 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from lxml import html as lxml_html
 
-from observatoire.adapters import register
 from observatoire.adapters.base import (
     Adapter,
     ProbeContext,
@@ -51,6 +50,7 @@ from observatoire.clock import PARIS
 from observatoire.config import Target
 from observatoire.french import MONTH_NUMBER
 from observatoire.outcomes import Outcome, ProbeResult
+from observatoire.platforms import LegacyBookingOptions, Platform
 
 NO_SLOT_MESSAGE = normalize_text(
     "Il n'existe plus de plage horaire libre pour votre demande de rendez-vous. "
@@ -322,7 +322,6 @@ def _read(response: httpx.Response) -> _Page:
     return _Page(response, doc, text, hidden)
 
 
-@register
 class LegacyBookingAdapter(Adapter):
     name = "legacy_booking"
     version = "2.0"
@@ -332,7 +331,8 @@ class LegacyBookingAdapter(Adapter):
         site, form_id = split_url(target.url)
         base = f"{site}/booking/create/{form_id}"
         owner = Owner.of(target.url)
-        wanted = target.options.get("planning")
+        options = target.options_as(LegacyBookingOptions)
+        wanted = options.planning
 
         current = _read(await ctx.http.get(f"{base}/0"))
         if not current.doc.xpath('//form[@id="FormBookingCreate"]//input[@name="condition"]'):
@@ -391,7 +391,7 @@ class LegacyBookingAdapter(Adapter):
         # Slots are counted over `calendar_days`; when none falls in that window the walk
         # goes on (up to 120 days) only to date the first one.
         now = ctx.clock.now()
-        window = int(target.options.get("calendar_days") or 60)
+        window = options.calendar_days
         found: set[datetime] = set()
         for day_index in range(0, max(window, LOOKAHEAD_DAYS), 7):
             if day_index >= window and found:
@@ -412,17 +412,7 @@ class LegacyBookingAdapter(Adapter):
             raise self._stop(Outcome.UNRECOGNIZED, "calendar_empty", response)
         horizon = now + timedelta(days=window)
         in_window = [s for s in found if s <= horizon]
-        ordered = sorted(found)
-        return ProbeResult(
-            Outcome.AVAILABLE,
-            "",
-            first_slot_at=ordered[0],
-            second_slot_at=ordered[1] if len(ordered) > 1 else None,
-            slots_count=len(in_window),
-            http_status=response.status_code,
-            final_url=str(response.url),
-            page=response.content,
-        )
+        return ProbeResult.with_slots(found, count=len(in_window), response=response)
 
     def _judge(self, current: _Page, owner: Owner | None) -> ProbeResult | None:
         """The no-slot verdict on a page of the flow, when it carries a no-slot message."""
@@ -435,13 +425,7 @@ class LegacyBookingAdapter(Adapter):
 
     @staticmethod
     def _result(outcome: Outcome, detail: str, response: httpx.Response) -> ProbeResult:
-        return ProbeResult(
-            outcome,
-            detail,
-            http_status=response.status_code,
-            final_url=str(response.url),
-            page=response.content,
-        )
+        return ProbeResult.from_response(outcome, detail, response)
 
     def _stop(self, outcome: Outcome, detail: str, response: httpx.Response) -> ProbeStop:
         return ProbeStop(self._result(outcome, detail, response))
@@ -486,3 +470,12 @@ class LegacyBookingAdapter(Adapter):
         if doc.xpath('//fieldset[@id="fchoix_Booking"]') and not radios:
             return result(Outcome.PROCEDURE_MISSING, "no_counter_offered")
         return result(Outcome.UNRECOGNIZED, "page")
+
+
+PLATFORM = Platform(
+    adapter=LegacyBookingAdapter,
+    label="Module de réservation des sites de préfecture",
+    options=LegacyBookingOptions,
+    url_pattern=re.compile(r"^https?://[^/]+(/.*)?/booking/create/\d+/?$"),
+    url_hint="https://www.<département>.gouv.fr/booking/create/<formId>",
+)

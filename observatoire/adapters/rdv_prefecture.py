@@ -1,6 +1,6 @@
 """Adapter for the national RDV-Préfecture platform, observed with a volunteer.
 
-Built from the platform's real pages (shared/reference/platforms.md §2, verified 2026):
+Built from the platform's real pages (the project's platform notes §2, verified 2026):
 server-rendered Vertigo pages with Vue 3 / Quasar components over them, DSFR styling,
 page data inlined as JSON. The State's captcha (CaptchEtat) stands before the slot page.
 The robot never solves it and never buys an answer: `observatoire assist` shows the
@@ -67,11 +67,9 @@ from lxml import html as lxml_html
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Frame, Page, Response
 
-from observatoire.adapters import register
+from observatoire.adapters.assisted import AssistedAdapter, Captcha
 from observatoire.adapters.base import (
     STAMP,
-    Adapter,
-    ProbeContext,
     ProbeStop,
     normalize_text,
     read_saved_page,
@@ -83,10 +81,11 @@ from observatoire.adapters.browser_support import (
     status_stop,
     wait_for,
 )
-from observatoire.clock import PARIS
+from observatoire.clock import PARIS, paris_midnight
 from observatoire.config import Target
 from observatoire.french import parse_slots
 from observatoire.outcomes import Outcome, ProbeResult
+from observatoire.platforms import Platform, RdvPrefectureOptions
 
 # -- the platform's texts (platforms.md §2) ---------------------------------------------
 SLOT_PAGE_TITLE = "Choisissez votre créneau"
@@ -164,21 +163,6 @@ MAX_MESSAGE = 120
 
 
 @dataclass(frozen=True)
-class Captcha:
-    """What the volunteer needs: the image as the robot's browser shows it, and whether
-    the page offers an audio button (pressed only when the volunteer asks)."""
-
-    image_png: bytes
-    audio_via_button: bool
-    #: The platform said the previous answer was wrong.
-    after_wrong_answer: bool = False
-    #: The platform's session ended before the answer: back to a new captcha.
-    session_expired: bool = False
-    #: "v2" (2025 base64 image), "v1" (blob image) or "other".
-    widget: str = "v2"
-
-
-@dataclass(frozen=True)
 class SlotPage:
     """What a slot page shows, read from its DOM (visible parts only, unless noted)."""
 
@@ -227,7 +211,7 @@ def read_critere(source: str) -> dict[str, str] | None:
 
 
 def _paris_midnight(day: date) -> datetime:
-    return datetime.combine(day, time(0, 0), PARIS).astimezone(UTC)
+    return paris_midnight(day)
 
 
 def _release(match: re.Match[str] | None) -> tuple[datetime | None, date | None]:
@@ -534,19 +518,12 @@ def classify_page(
     return replace(result, **_releases(seen.visible_text))  # type: ignore[arg-type]
 
 
-@register
-class RdvPrefectureAdapter(Adapter):
+class RdvPrefectureAdapter(AssistedAdapter):
     name = "rdv_prefecture"
     #: 2.0: the real slot page (dates from column headers, "Prochaine disponibilité",
     #: page data cross-checked, release banners), the 2025 captcha widget.
     version = "2.0"
     transport = "browser"
-
-    async def run(self, target: Target, ctx: ProbeContext) -> ProbeResult:
-        """Never called by a sweep (captcha-first targets wait for a volunteer): without
-        a person to answer the captcha, the only truthful outcome is `blocked`, and the
-        robot does not even load the page to say so."""
-        return ProbeResult(Outcome.BLOCKED, "captcha_first")
 
     # -- the assisted steps --------------------------------------------------------------
     async def open_captcha(self, page: Page, target: Target, timeout: float) -> Captcha:
@@ -677,6 +654,12 @@ class RdvPrefectureAdapter(Adapter):
     async def evidence(self, page: Page, when: datetime, note: str) -> tuple[bytes, bytes]:
         return await capture(page, when, note)
 
+    async def captcha_again(self, page: Page, timeout: float) -> Captcha | None:
+        """Back on the conditions page after a reload: the platform's session ended."""
+        if await page.query_selector(ANSWER_INPUT):
+            return await self._captcha(page, timeout, session_expired=True)
+        return None
+
     async def _captcha(
         self,
         page: Page,
@@ -753,3 +736,12 @@ async def _stop_on_status(page: Page) -> None:
 async def _wrong_answer_shown(page: Page) -> bool:
     element = await page.query_selector("#text-input-captcha-desc-error")
     return element is not None and WRONG_ANSWER in normalize_text(await element.inner_text())
+
+
+PLATFORM = Platform(
+    adapter=RdvPrefectureAdapter,
+    label="RDV-Préfecture (plateforme nationale)",
+    options=RdvPrefectureOptions,
+    url_pattern=re.compile(r"^https?://[^/]+(/.*)?/rdvpref/reservation/demarche/\d+/?$"),
+    url_hint="https://www.rdv-prefecture.interieur.gouv.fr/rdvpref/reservation/demarche/<id>/",
+)

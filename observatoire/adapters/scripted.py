@@ -24,12 +24,12 @@ the config is loaded and again, from the live field's name, id and label, at run
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
 
-from observatoire.adapters import register
 from observatoire.adapters.base import (
     Adapter,
     ProbeContext,
@@ -42,6 +42,7 @@ from observatoire.adapters.base import (
 )
 from observatoire.adapters.browser_support import (
     DialogLog,
+    browser_error_detail,
     capture,
     dialog_note,
     page_signs,
@@ -51,69 +52,84 @@ from observatoire.adapters.browser_support import (
 from observatoire.config import Target
 from observatoire.french import parse_slots
 from observatoire.outcomes import Outcome, ProbeResult
-from observatoire.platforms import ExpectRule, ScriptedOptions, ScriptStep, looks_personal
+from observatoire.platforms import (
+    ExpectRule,
+    Platform,
+    ScriptedOptions,
+    ScriptStep,
+    looks_personal,
+)
 
 WINDOW_DAYS = 60
 
 
-@register
 class ScriptedAdapter(Adapter):
     name = "scripted"
     version = "1.0"
     transport = "browser"
 
     async def run(self, target: Target, ctx: ProbeContext) -> ProbeResult:
-        options = ScriptedOptions.model_validate(target.options)
+        options = target.options_as(ScriptedOptions)
         pool = ctx.require_browser()
-        timeout = ctx.http.policy.read_timeout
         async with pool.page(ctx.http) as page:
-            dialogs = DialogLog(page)
-            failed = ""
-            response = await page.goto(target.url, wait_until="domcontentloaded")
-            if response is not None and (stop := status_stop(response.status, page.url)):
-                raise stop
-            await settle(page, timeout, ctx.http)
-            for index, step in enumerate(options.steps):
-                try:
-                    await self._step(page, step, index)
-                except PlaywrightError as exc:
-                    # The page is not what the steps expect: stop here and let the rules
-                    # judge the page as it is (no rule matching means unrecognized).
-                    kind = "timeout" if "Timeout" in str(exc) else "failed"
-                    failed = f"step{index}:{step.action}:{kind}"
-                    break
-                await settle(page, step.timeout_s)
-            await settle(page, timeout, ctx.http)
-            await page_signs(page)
-            now = ctx.clock.now()
-            note = dialog_note(dialogs.messages[-1]) if dialogs.messages else None
-            html, shot = await capture(page, now, note)
-            text = page_text(parse_html(html.decode("utf-8", errors="replace")))
-            dialog_text = normalize_text(" ".join(dialogs.messages))
-            rule = match_rule(options.expect, text, dialog_text)
-            base = dict(final_url=page.url, page=html, screenshot=shot)
-            if rule is None:
-                return ProbeResult(Outcome.UNRECOGNIZED, failed or "no_rule_matched", **base)
-            outcome = Outcome(rule.outcome)
-            if outcome is not Outcome.AVAILABLE:
-                return ProbeResult(outcome, "", **base)
-            slots = []
-            if options.slot_selector:
-                texts = await page.eval_on_selector_all(
-                    options.slot_selector, "els => els.map(e => e.textContent)"
+            try:
+                return await self._flow(page, target, options, ctx)
+            except PlaywrightError as exc:
+                # The site failed the browser (connection refused or reset, truncated
+                # page): an error, never a statement about slots.
+                return ProbeResult(
+                    Outcome.ERROR, browser_error_detail(exc, ctx.http), final_url=page.url
                 )
-                slots = [s for t in texts for s in parse_slots(normalize_text(t)) if s >= now]
-            slots = sorted(set(slots))
-            return ProbeResult(
-                Outcome.AVAILABLE,
-                "" if slots else "undated",
-                first_slot_at=slots[0] if slots else None,
-                second_slot_at=slots[1] if len(slots) > 1 else None,
-                slots_count=len([s for s in slots if s <= now + timedelta(days=WINDOW_DAYS)])
-                if slots
-                else None,
-                **base,
+
+    async def _flow(
+        self, page: Page, target: Target, options: ScriptedOptions, ctx: ProbeContext
+    ) -> ProbeResult:
+        timeout = ctx.http.policy.read_timeout
+        dialogs = DialogLog(page)
+        failed = ""
+        response = await page.goto(target.url, wait_until="domcontentloaded")
+        if response is not None and (stop := status_stop(response.status, page.url)):
+            raise stop
+        await settle(page, timeout, ctx.http)
+        for index, step in enumerate(options.steps):
+            try:
+                await self._step(page, step, index)
+            except PlaywrightError as exc:
+                # The page is not what the steps expect: stop here and let the rules
+                # judge the page as it is (no rule matching means unrecognized).
+                kind = "timeout" if "Timeout" in str(exc) else "failed"
+                failed = f"step{index}:{step.action}:{kind}"
+                break
+            await settle(page, step.timeout_s)
+        await settle(page, timeout, ctx.http)
+        await page_signs(page)
+        now = ctx.clock.now()
+        note = dialog_note(dialogs.messages[-1]) if dialogs.messages else None
+        html, shot = await capture(page, now, note)
+        text = page_text(parse_html(html.decode("utf-8", errors="replace")))
+        dialog_text = normalize_text(" ".join(dialogs.messages))
+        rule = match_rule(options.expect, text, dialog_text)
+        base = dict(final_url=page.url, page=html, screenshot=shot)
+        if rule is None:
+            return ProbeResult(Outcome.UNRECOGNIZED, failed or "no_rule_matched", **base)
+        outcome = Outcome(rule.outcome)
+        if outcome is not Outcome.AVAILABLE:
+            return ProbeResult(outcome, "", **base)
+        slots = []
+        if options.slot_selector:
+            texts = await page.eval_on_selector_all(
+                options.slot_selector, "els => els.map(e => e.textContent)"
             )
+            slots = [s for t in texts for s in parse_slots(normalize_text(t)) if s >= now]
+        slots = sorted(set(slots))
+        return ProbeResult.with_slots(
+            slots,
+            "" if slots else "undated",
+            count=len([s for s in slots if s <= now + timedelta(days=WINDOW_DAYS)])
+            if slots
+            else None,
+            **base,
+        )
 
     async def _step(self, page: Page, step: ScriptStep, index: int) -> None:
         ms = step.timeout_s * 1000
@@ -142,11 +158,8 @@ class ScriptedAdapter(Adapter):
                 raise ProbeStop(ProbeResult(Outcome.UNRECOGNIZED, f"step{index}:personal_field"))
             await page.fill(selector, step.value or "", timeout=ms)
         elif action == "wait_for":
-            target = step.wait_for or ""
-            if target.startswith("text="):
-                await page.wait_for_selector(target, timeout=ms)
-            else:
-                await page.wait_for_selector(target, timeout=ms)
+            # Playwright reads "text=…" and CSS selectors alike.
+            await page.wait_for_selector(step.wait_for or "", timeout=ms)
 
     def classify(self, page: bytes, url: str | None = None) -> ProbeResult:
         """Without a target's rules a saved page can only be checked for blocks."""
@@ -169,14 +182,7 @@ class ScriptedAdapter(Adapter):
         outcome = Outcome(rule.outcome)
         if outcome is Outcome.AVAILABLE:
             slots = parse_slots(text)
-            return ProbeResult(
-                outcome,
-                "" if slots else "undated",
-                first_slot_at=slots[0] if slots else None,
-                second_slot_at=slots[1] if len(slots) > 1 else None,
-                slots_count=len(slots) if slots else None,
-                page=page,
-            )
+            return ProbeResult.with_slots(slots, "" if slots else "undated", page=page)
         return ProbeResult(outcome, "", page=page)
 
 
@@ -187,3 +193,12 @@ def match_rule(rules: list[ExpectRule], text: str, dialog_text: str) -> ExpectRu
         if wanted and wanted in haystack:
             return rule
     return None
+
+
+PLATFORM = Platform(
+    adapter=ScriptedAdapter,
+    label="Site décrit par des étapes",
+    options=ScriptedOptions,
+    url_pattern=re.compile(r"^https?://[^/]+.*$"),
+    url_hint="any http(s) URL",
+)

@@ -33,9 +33,9 @@ from playwright.async_api import Page
 from sqlalchemy import Engine
 
 from observatoire.adapters import get_adapter
+from observatoire.adapters.assisted import AssistedAdapter, Captcha
 from observatoire.adapters.base import ProbeStop
 from observatoire.adapters.browser_support import browser_error_detail
-from observatoire.adapters.rdv_prefecture import ANSWER_INPUT, Captcha, RdvPrefectureAdapter
 from observatoire.browser import BrowserPool, BrowserUnavailable
 from observatoire.clock import Clock
 from observatoire.config import Target
@@ -47,7 +47,6 @@ from observatoire.store import ProbeRecord, save_probe
 #: Wrong answers accepted in one observation before it is given up (nothing recorded):
 #: hammering the platform with guesses would look like a robot, rightly.
 MAX_WRONG_ANSWERS = 5
-NOTHING_RECORDED = "Observation abandonnée : rien n'a été enregistré."
 
 
 class State(StrEnum):
@@ -87,7 +86,8 @@ class Observation:
         self.target = target
         self.volunteer = volunteer
         adapter = get_adapter(target.platform)
-        if not isinstance(adapter, RdvPrefectureAdapter):
+        # Any platform whose adapter implements the assisted interface, none by name.
+        if not isinstance(adapter, AssistedAdapter):
             raise ValueError(f"{target.platform} has no assisted flow")
         self.adapter = adapter
         self.state = State.STARTING
@@ -137,10 +137,9 @@ class Observation:
         page = self._page
         try:
             await page.reload(wait_until="domcontentloaded")
-            if await page.query_selector(ANSWER_INPUT):
-                self.captcha = await self.adapter._captcha(  # noqa: SLF001
-                    page, self.timeout, session_expired=True
-                )
+            captcha = await self.adapter.captcha_again(page, self.timeout)
+            if captcha is not None:
+                self.captcha = captcha
                 self._audio = None
                 self.session_open = False
                 self.result = None

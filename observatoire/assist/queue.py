@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, func, select
 
-from observatoire.adapters import registry
 from observatoire.config import Target
 from observatoire.db.models import Probe
 from observatoire.platforms import PLATFORMS
@@ -60,11 +59,10 @@ class QueueEntry:
 
 def assisted_targets(targets: Sequence[Target]) -> list[Target]:
     """Enabled targets that only a volunteer can observe (captcha first, adapter known)."""
-    adapters = registry()
     return [
         t
         for t in targets
-        if t.enabled and PLATFORMS[t.platform].captcha_first and t.platform in adapters
+        if t.enabled and t.platform in PLATFORMS and PLATFORMS[t.platform].captcha_first
     ]
 
 

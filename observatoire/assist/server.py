@@ -67,7 +67,8 @@ class AssistApp:
     token: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     idle_seconds: float = IDLE_SECONDS
     observations: dict[str, Observation] = field(default_factory=dict)
-    #: host -> id of the observation holding it: one session per host at a time.
+    #: gate key (canonical host, or the targets' `host_group`, as in the sweep) -> id of
+    #: the observation holding it: one session per host at a time.
     busy_hosts: dict[str, str] = field(default_factory=dict)
     holder: str = field(default_factory=holder_id)
     _pick: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -293,7 +294,7 @@ class AssistApp:
             for entry in assist_queue(self.services.engine, self.targets, now):
                 if not entry.is_due(now):
                     break
-                host = entry.target.host
+                host = entry.target.gate_key
                 if host in self.busy_hosts:
                     continue
                 if not self._lease(entry, now):
@@ -322,7 +323,7 @@ class AssistApp:
         extend(engine, _host_lease(observation.target), self.holder, until)
 
     def _free(self, observation: Observation) -> None:
-        host = observation.target.host
+        host = observation.target.gate_key
         if self.busy_hosts.get(host) == observation.id:
             del self.busy_hosts[host]
             engine = self.services.engine
@@ -365,7 +366,7 @@ class AssistApp:
 
 def _host_lease(target: Target) -> str:
     """The lease that keeps a host to one observation at a time, across processes."""
-    return f"host:{target.host}"[:80]
+    return f"host:{target.gate_key}"[:80]
 
 
 def see_other(location: str) -> web.Response:

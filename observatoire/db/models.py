@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from observatoire.db.types import UTCDateTime
+from observatoire.outcomes import OUTCOME_CHECK
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -105,11 +106,7 @@ class Probe(Base):
     contributor_id: Mapped[int | None] = mapped_column(ForeignKey("contributors.id"))
 
     __table_args__ = (
-        CheckConstraint(
-            "outcome IN ('available', 'no_slot', 'procedure_missing', 'form_open', 'blocked', "
-            "'error', 'unrecognized')",
-            name="outcome_known",
-        ),
+        CheckConstraint(OUTCOME_CHECK, name="outcome_known"),
         CheckConstraint("mode IN ('auto', 'assisted', 'manual')", name="mode_known"),
         Index("ix_probes_target_id_started_at", "target_id", "started_at"),
         Index("ix_probes_started_at", "started_at"),

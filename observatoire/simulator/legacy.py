@@ -1,5 +1,5 @@
 """The legacy prefecture booking module (eZ Publish `booking/create`), as documented in
-`shared/reference/platforms.md` §1: conditions → counter choice → availability result,
+the project's platform notes (§1): conditions → counter choice → availability result,
 the continuation when slots exist, the read-only week calendar, and the closed,
 overloaded and deactivated pages.
 

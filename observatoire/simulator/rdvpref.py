@@ -1,5 +1,5 @@
-"""The national RDV-Préfecture platform as its pages really are (shared/reference/
-platforms.md §2, verified 2026): the landing page, the conditions page with the State's
+"""The national RDV-Préfecture platform as its pages really are (the
+project's platform notes §2, verified 2026): the landing page, the conditions page with the State's
 captcha (CaptchEtat, 2025 widget by default, the older one as a per-site option), the
 wrong-answer path, the slot page (`rdv-choix-tranche`) in every state the reference
 lists, session expiry, and the "Vos informations" page the robot must never reach.

@@ -205,7 +205,7 @@ class RdvDemarche(_M):
 
 
 class RdvPrefectureSite(_M):
-    """RDV-Préfecture as one browser sees it (shared/reference/platforms.md §2): which
+    """RDV-Préfecture as one browser sees it (the project's platform notes §2): which
     captcha widget, which slot-page layout, and which no-slot view it shows."""
 
     host: str

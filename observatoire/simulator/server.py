@@ -36,6 +36,18 @@ from observatoire.simulator.legacy import LegacyModule
 from observatoire.simulator.rdvpref import RdvPrefectureModule
 from observatoire.simulator.scenario import Scenario, load_scenario
 
+#: The simulation each platform's adapter is tested against, by the platform's registry
+#: name (a plain string: the simulator imports nothing from the adapters). The registry
+#: test requires one for every registered platform. `scripted` describes any site in
+#: YAML steps; its tests drive the eAppointment simulation.
+PLATFORM_SIMULATIONS: dict[str, type[Any]] = {
+    "legacy_booking": LegacyModule,
+    "demarches_simplifiees": DemarchesModule,
+    "eappointment": EAppointmentModule,
+    "rdv_prefecture": RdvPrefectureModule,
+    "scripted": EAppointmentModule,
+}
+
 
 @dataclass
 class TruthRecord:
@@ -89,6 +101,11 @@ class Conduct:
     def leave(self, host: str) -> None:
         with self.lock:
             self.in_flight[host] -= 1
+
+    def report_in_flight(self) -> dict[str, int]:
+        """Requests being served right now, per host (tests wait for zero between looks)."""
+        with self.lock:
+            return dict(self.in_flight)
 
     def report(self) -> dict[str, Any]:
         with self.lock:
