@@ -11,7 +11,6 @@ test). A captcha-first platform's row runs the assisted flow's first step, as
 from __future__ import annotations
 
 import asyncio
-
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
