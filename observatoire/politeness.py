@@ -54,6 +54,11 @@ DEFAULT_PORTS = frozenset({80, 443})
 #: How often a process waiting for a host held by another process looks again
 #: (seconds, drawn at random in this range so two waiters do not move in step).
 POLL_SECONDS = (0.02, 0.1)
+#: How long a process keeps a host in the database after a request, beyond the host's
+#: minimum delay (see PolitePolicy._release_later), and the margin it keeps before its
+#: hold would expire.
+LINGER_SECONDS = 0.2
+LINGER_MARGIN_SECONDS = 1.0
 
 
 def _split_netloc(netloc: str) -> tuple[str, int | None]:
@@ -163,6 +168,13 @@ class HostGate:
     max_in_flight: int = 0
     #: Seconds this process waited for other processes (database gate) on this host.
     waited_for_others: float = 0.0
+    #: Until when (time.monotonic()) this process's hold in the database is valid; 0
+    #: when it holds nothing there. The hold is kept a moment after each request
+    #: (`linger`), since nobody may use the host during its minimum delay anyway: the
+    #: next request of the same probe then needs no database round trip.
+    db_until: float = 0.0
+    linger: asyncio.TimerHandle | None = None
+    releasing: asyncio.Future[Any] | None = None
 
 
 class _SharedTransport(httpx.AsyncBaseTransport):
@@ -307,6 +319,10 @@ class PolitePolicy:
         return HttpSession(self)
 
     async def aclose(self) -> None:
+        for key, gate in list(self.gates.items()):  # free every host kept after a request
+            if gate.linger is not None:
+                gate.linger.cancel()
+                self._release_now(key, gate)
         if self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
         if self._executor is not None:
@@ -331,8 +347,8 @@ class PolitePolicy:
                 await asyncio.sleep(wait)
             keeper: _Renewal | None = None
             if self.engine is not None:
-                await self._take(key, gate)
-                keeper = self._keep_alive(key)
+                await self._hold_in_database(key, gate)
+                keeper = self._keep_alive(key, gate)
             gate.in_flight += 1
             gate.max_in_flight = max(gate.max_in_flight, gate.in_flight)
             gate.requests += 1
@@ -345,7 +361,55 @@ class PolitePolicy:
                 if keeper is not None:
                     keeper.cancel()
                 if self.engine is not None:
-                    await self._release(key, gate)
+                    self._release_later(key, gate)
+
+    async def _hold_in_database(self, key: str, gate: HostGate) -> None:
+        """Make sure this process holds the host in the database for one more request:
+        reuse the hold kept since its last request, extend it when it runs short, or
+        take the host (waiting for other processes) when it holds nothing."""
+        from observatoire.leases import extend_host
+
+        if gate.linger is not None:
+            gate.linger.cancel()
+            gate.linger = None
+        if gate.releasing is not None:  # a release already under way: let it finish
+            with contextlib.suppress(Exception):
+                await asyncio.shield(gate.releasing)
+            gate.releasing = None
+        remaining = gate.db_until - time.monotonic()
+        if remaining <= LINGER_MARGIN_SECONDS:
+            gate.db_until = 0.0
+            await self._take(key, gate)
+        elif remaining < self.read_timeout + LINGER_MARGIN_SECONDS:
+            until = datetime.now(UTC) + self.lease
+            await self._db(extend_host, self.engine, key, self.holder, until)
+        else:
+            return
+        gate.db_until = time.monotonic() + self.lease.total_seconds()
+
+    def _release_later(self, key: str, gate: HostGate) -> None:
+        """Keep the database hold through the minimum delay (plus a moment), then free
+        the host: during the delay nobody may send anyway, and a request of ours that
+        comes in that window reuses the hold instead of two more transactions."""
+        loop = asyncio.get_running_loop()
+        keep = min(
+            self.min_delay + LINGER_SECONDS,
+            gate.db_until - time.monotonic() - LINGER_MARGIN_SECONDS,
+        )
+        if keep <= 0:
+            self._release_now(key, gate)
+        else:
+            gate.linger = loop.call_later(keep, self._release_now, key, gate)
+
+    def _release_now(self, key: str, gate: HostGate) -> None:
+        gate.linger = None
+        if gate.db_until == 0.0:
+            return
+        gate.db_until = 0.0
+        future = asyncio.ensure_future(self._release(key, gate))
+        gate.releasing = future
+        self._background.add(future)
+        future.add_done_callback(self._background.discard)
 
     async def _take(self, key: str, gate: HostGate) -> None:
         """Take the host in the database, waiting for other processes' requests, their
@@ -380,13 +444,14 @@ class PolitePolicy:
         assert self.engine is not None
         return take_host(self.engine, key, self.holder, datetime.now(UTC), self.lease)
 
-    def _keep_alive(self, key: str) -> _Renewal:
+    def _keep_alive(self, key: str, gate: HostGate) -> _Renewal:
         """Renew the database hold while a long request is still running, so a slow but
         live request is never overtaken; a dead process stops renewing."""
         from observatoire.leases import extend_host
 
         def renew() -> None:
             until = datetime.now(UTC) + self.lease
+            gate.db_until = time.monotonic() + self.lease.total_seconds()
             self._spawn(self._db(extend_host, self.engine, key, self.holder, until))
 
         return _Renewal(self.lease.total_seconds() / 3, renew)
