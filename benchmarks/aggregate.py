@@ -25,7 +25,7 @@ from sqlalchemy import text
 from benchmarks.common import table
 from observatoire.db import make_engine
 from observatoire.db.migrate import upgrade
-from observatoire.rollups import rebuild
+from observatoire.record.rollups import rebuild
 from observatoire.stats import StatsInput, monthly_stats, paris_days
 
 TARGETS = 200

@@ -25,13 +25,13 @@ from observatoire.clock import VirtualClock
 from observatoire.config import load_config
 from observatoire.db import make_engine
 from observatoire.db.migrate import upgrade
-from observatoire.evidence import EvidenceStore
-from observatoire.followup import drive
-from observatoire.politeness import PolitePolicy
-from observatoire.releases import survivals
+from observatoire.record.evidence import EvidenceStore
+from observatoire.record.releases import survivals
+from observatoire.record.store import sync_targets
+from observatoire.robot.followup import drive
+from observatoire.robot.politeness import PolitePolicy
 from observatoire.simulator import start_simulator
 from observatoire.simulator.scenario import Scenario
-from observatoire.store import sync_targets
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 HOST = "www.val-doise.gouv.fr"

@@ -25,9 +25,9 @@ from benchmarks.common import table
 from observatoire.config import reference_departments
 from observatoire.db import make_engine
 from observatoire.db.migrate import upgrade
-from observatoire.export import export_all
-from observatoire.rollups import rebuild
-from observatoire.site import SiteContext, build_site
+from observatoire.publish.export import export_all
+from observatoire.publish.site import SiteContext, build_site
+from observatoire.record.rollups import rebuild
 
 START = datetime(2024, 11, 1, tzinfo=UTC)
 DAYS = 730

@@ -20,12 +20,12 @@ from observatoire.config import load_config
 from observatoire.db import make_engine
 from observatoire.db.migrate import upgrade
 from observatoire.demo import DEMO_CONFIG
-from observatoire.evidence import EvidenceStore
-from observatoire.politeness import PolitePolicy
+from observatoire.record.evidence import EvidenceStore
+from observatoire.record.store import sync_targets
+from observatoire.robot.politeness import PolitePolicy
+from observatoire.robot.sweep import run_sweep
 from observatoire.simulator import start_simulator
 from observatoire.simulator.scenario import FAULT_KINDS, load_scenario
-from observatoire.store import sync_targets
-from observatoire.sweep import run_sweep
 
 
 async def soak(days: int, share: float, workdir: Path) -> list[list[object]]:

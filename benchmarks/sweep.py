@@ -26,15 +26,15 @@ from pathlib import Path
 import yaml
 
 from benchmarks.common import PeakRss, SimulatorProcess, table
-from observatoire.browser import BrowserPool, chromium_path
 from observatoire.clock import SystemClock
 from observatoire.config import Target
 from observatoire.db import make_engine
 from observatoire.db.migrate import upgrade
-from observatoire.evidence import EvidenceStore
-from observatoire.politeness import PolitePolicy
-from observatoire.store import sync_targets
-from observatoire.sweep import run_sweep
+from observatoire.record.evidence import EvidenceStore
+from observatoire.record.store import sync_targets
+from observatoire.robot.browser import BrowserPool, chromium_path
+from observatoire.robot.politeness import PolitePolicy
+from observatoire.robot.sweep import run_sweep
 
 
 def scenario(http_targets: int, browser_targets: int) -> str:

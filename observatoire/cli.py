@@ -23,12 +23,12 @@ from rich.table import Table
 from observatoire import __version__
 from observatoire.config import Config, ConfigError, load_config
 from observatoire.db import DatabaseNotReady, make_engine, require_migrated
-from observatoire.publish import PublishRefused
+from observatoire.publish.swap import PublishRefused
+from observatoire.record.store import StorageError
 from observatoire.settings import Settings, SettingsError
-from observatoire.store import StorageError
 
 if TYPE_CHECKING:
-    from observatoire.runtime import Runtime
+    from observatoire.robot.runtime import Runtime
 
 app = typer.Typer(
     help=(
@@ -134,7 +134,7 @@ def _engine(migrated: bool = True):  # type: ignore[no-untyped-def]
 def _runtime(hosts: Iterable[str], *, database_optional: bool = False) -> Runtime:
     """The robot's runtime for a command that sends requests to `hosts`: the
     identification rule checked first (contact, >= 1 s for real hosts), then built."""
-    from observatoire.runtime import Runtime
+    from observatoire.robot.runtime import Runtime
 
     return Runtime.for_hosts(
         settings(), hosts, database="optional" if database_optional else "required"
@@ -215,8 +215,8 @@ def targets_check(
 
 def _check_live(cfg: Config, target_id: str) -> None:
     """`targets check --live ID`: one polite GET of the target's URL, then the verdict."""
-    from observatoire.livecheck import look_once
     from observatoire.platforms import PLATFORMS
+    from observatoire.robot.livecheck import look_once
 
     target = next((t for t in cfg.targets if t.id == target_id), None)
     if target is None:
@@ -281,7 +281,7 @@ def targets_list(
 
 # -- probe ----------------------------------------------------------------------------
 def _is_loopback(host: str) -> bool:
-    from observatoire.politeness import is_loopback
+    from observatoire.robot.politeness import is_loopback
 
     return is_loopback(host)
 
@@ -303,8 +303,8 @@ def probe(
     them. Probing a real (non-loopback) host needs $OBSERVATOIRE_CONTACT_URL: the robot
     always says who runs it.
     """
-    from observatoire.store import check_writable, recover_interrupted, sync_targets
-    from observatoire.sweep import run_sweep, split_probeable
+    from observatoire.record.store import check_writable, recover_interrupted, sync_targets
+    from observatoire.robot.sweep import run_sweep, split_probeable
 
     if not all_targets and not target_ids:
         raise fail("name target ids, or pass --all for every enabled target")
@@ -376,7 +376,7 @@ def probe(
         except StorageError:
             # Probes that ran but could not be stored: counted now if the database
             # still takes writes, else at the next start (their attempts stay).
-            from observatoire.leases import holder_id
+            from observatoire.robot.leases import holder_id
 
             with contextlib.suppress(Exception):
                 recover_interrupted(engine, datetime.now(UTC), holder=holder_id())
@@ -437,8 +437,8 @@ def unrecognized(
     (Paris), targets, the outcome/detail mix and one example page for `classify`. Probes
     without a saved page are grouped by their detail."""
     from observatoire.clock import paris_midnight
-    from observatoire.evidence import EvidenceStore
-    from observatoire.fingerprint import drift_report, paris_short
+    from observatoire.record.evidence import EvidenceStore
+    from observatoire.record.fingerprint import drift_report, paris_short
 
     day = _parse_day(since, "--since")
     start = paris_midnight(day) if day else None
@@ -491,9 +491,9 @@ def evidence_png(
     """Render a probe's saved HTML to a stamped PNG (JavaScript and network off)."""
     from sqlalchemy.orm import Session
 
-    from observatoire.browser import BrowserUnavailable
     from observatoire.db.models import Probe
-    from observatoire.evidence_render import render_png
+    from observatoire.record.evidence_render import render_png
+    from observatoire.robot.browser import BrowserUnavailable
 
     runtime = _runtime([])  # renders a saved page offline: no host is contacted
     with Session(runtime.engine) as session:
@@ -531,8 +531,8 @@ def prune_evidence_command(
     """Apply the evidence retention: every probe's evidence is kept for the window;
     beyond it only state changes, anomalies (unrecognized, blocked) and each target's
     first probe of each day keep theirs. Probe rows are never deleted."""
-    from observatoire.evidence import EvidenceStore
-    from observatoire.retention import prune_evidence
+    from observatoire.record.evidence import EvidenceStore
+    from observatoire.record.retention import prune_evidence
 
     s = settings()
     window = days or s.evidence_retention_days
@@ -568,14 +568,14 @@ def stats(
     ] = False,
 ) -> None:
     """Print monthly statistics (share of valid probes with no way to book)."""
-    from observatoire.site import percent
+    from observatoire.publish.site import percent
     from observatoire.stats import LEVELS, monthly_stats
 
     if level not in LEVELS:
         raise fail(f"unknown level {level!r}; choose from {', '.join(LEVELS)}")
     engine = _engine()
     if rebuild:
-        from observatoire.rollups import rebuild as rebuild_rollups
+        from observatoire.record.rollups import rebuild as rebuild_rollups
 
         counts = rebuild_rollups(engine)
         out.print(
@@ -629,7 +629,7 @@ def export(
     """Write the open data: raw probes, monthly statistics (per target, department ×
     procedure, department, nation), episodes without any slot and targets, with a
     Frictionless datapackage.json (types, descriptions, licence, sha256, row counts)."""
-    from observatoire.export import ExportFilter, export_all
+    from observatoire.publish.export import ExportFilter, export_all
 
     if fmt not in ("csv", "parquet"):
         raise fail("--format must be csv or parquet")
@@ -669,8 +669,8 @@ def site_build(
     """Render the static French site and publish it atomically into the folder. The
     folder must be new, empty or a site published here before (it holds a
     `.observatoire-site` file): any other folder is refused, never replaced."""
-    from observatoire.publish import check_target
-    from observatoire.site import build_site, context_from_settings
+    from observatoire.publish.site import build_site, context_from_settings
+    from observatoire.publish.swap import check_target
 
     target = out_dir or settings().site_dir
     check_target(target)  # before any work: a folder that is not ours is refused
@@ -721,11 +721,11 @@ def publish(
     runs once a day."""
     import threading
 
-    from observatoire.evidence import EvidenceStore
-    from observatoire.export import check_export_target, export_all
-    from observatoire.publish import check_target
-    from observatoire.retention import prune_evidence
-    from observatoire.site import build_site, context_from_settings
+    from observatoire.publish.export import check_export_target, export_all
+    from observatoire.publish.site import build_site, context_from_settings
+    from observatoire.publish.swap import check_target
+    from observatoire.record.evidence import EvidenceStore
+    from observatoire.record.retention import prune_evidence
 
     s = settings()
     # Both folders are checked before anything is written: a refused publication (a
@@ -812,7 +812,7 @@ def dossier(
     hashes, HTML and PDF, and a manifest; or, with --verify DIR, re-check one."""
     import hashlib
 
-    from observatoire.dossier import (
+    from observatoire.publish.dossier import (
         SIMULATED_MARK,
         DossierError,
         Issuer,
@@ -906,7 +906,7 @@ def run(
     jitter), until SIGTERM/SIGINT (probes in flight finish first); SIGHUP reloads the
     targets file. For cron, use `probe --all` instead."""
     from observatoire.logs import setup_logging
-    from observatoire.scheduler import Daemon, parse_shard
+    from observatoire.robot.daemon import Daemon, parse_shard
 
     setup_logging(log_json)
     s = settings()
@@ -990,8 +990,8 @@ def assist(
     from observatoire.assist.observation import AssistServices
     from observatoire.assist.queue import assisted_targets
     from observatoire.assist.server import AssistApp, running
-    from observatoire.leases import release_stale
-    from observatoire.store import sync_targets
+    from observatoire.record.store import sync_targets
+    from observatoire.robot.leases import release_stale
 
     cfg = _config(config, simulator_url)
     chosen = assisted_targets(cfg.targets)
@@ -1000,7 +1000,7 @@ def assist(
     sync_targets(engine, cfg.targets, clock.now())
     release_stale(engine)
     # A volunteer's observation that cannot be stored must not start at all.
-    from observatoire.store import check_writable
+    from observatoire.record.store import check_writable
 
     check_writable(engine, runtime.evidence)
 

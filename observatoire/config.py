@@ -86,7 +86,7 @@ class _Strict(BaseModel):
 
 
 class FollowupConfig(_Strict):
-    """Follow-up probes of an automatic target (issue 17; see followup.py): when a probe
+    """Follow-up probes of an automatic target (issue 17; see robot/followup.py): when a probe
     sees slots or a release is announced, look again every `every_minutes` for
     `for_minutes`, at most `per_host_hour` follow-ups per host and per hour, always
     through the per-host gate. `followup: true` takes these defaults."""
@@ -204,7 +204,7 @@ class Target:
     def gate_key(self) -> str:
         """The politeness gate this target's host goes through (canonical host, or its
         `host_group`); shards split targets by it."""
-        from observatoire.politeness import group_key, url_host_key
+        from observatoire.robot.politeness import group_key, url_host_key
 
         return group_key(self.host_group) if self.host_group else url_host_key(self.url)
 

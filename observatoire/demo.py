@@ -29,14 +29,14 @@ from observatoire.clock import PARIS, VirtualClock
 from observatoire.config import Target, load_config
 from observatoire.db import make_engine
 from observatoire.db.migrate import upgrade
-from observatoire.export import export_all
-from observatoire.runtime import Runtime
+from observatoire.publish.export import export_all
+from observatoire.publish.site import SiteContext, build_site
+from observatoire.record.store import sync_targets
+from observatoire.robot.runtime import Runtime
+from observatoire.robot.sweep import run_sweep
 from observatoire.settings import Settings
 from observatoire.simulator import RunningSimulator, start_simulator
 from observatoire.simulator.scenario import load_scenario
-from observatoire.site import SiteContext, build_site
-from observatoire.store import sync_targets
-from observatoire.sweep import run_sweep
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "config" / "demo.yaml"
 #: Virtual time that passes between two probes of one sweep.

@@ -11,8 +11,8 @@ from sqlalchemy import Engine, text
 from observatoire.config import Target
 from observatoire.db.types import UTCDateTime
 from observatoire.outcomes import RETRYABLE, Outcome, values
-from observatoire.site import paris_time
-from observatoire.sweep import split_probeable
+from observatoire.publish.site import paris_time
+from observatoire.robot.sweep import split_probeable
 
 #: An adapter's error+unrecognized share over 24 h above this, and this much above its
 #: share over the 7 days before, means the site probably changed.

@@ -50,7 +50,7 @@ def check_conduct(settings: Settings, hosts: Iterable[str]) -> None:
     """Refuse to probe real (non-loopback) hosts without a valid contact or with a
     minimum delay under MIN_REMOTE_DELAY_SECONDS. Loopback (the simulator) may go
     faster for tests and the demo. Raises SettingsError (exit 2 in the CLI)."""
-    from observatoire.politeness import is_loopback
+    from observatoire.robot.politeness import is_loopback
 
     remote = sorted({h for h in hosts if not is_loopback(h)})
     if not remote:

@@ -57,7 +57,7 @@ from observatoire.db.types import UTCDateTime
 from observatoire.outcomes import CIMADE_LABELS, NO_WAY_TO_BOOK, VALID_OUTCOMES, Outcome
 from observatoire.outcomes import values as outcome_values
 from observatoire.platforms import PLATFORMS
-from observatoire.rollups import (  # noqa: F401  (re-exported: the site and tests use them)
+from observatoire.record.rollups import (  # noqa: F401  (re-exported: the site and tests use them)
     EPISODES_SQL,
     Span,
     counted_sql,

@@ -15,15 +15,15 @@ from sqlalchemy import Engine
 
 from observatoire.assist.observation import AssistServices
 from observatoire.assist.server import AssistApp, running
-from observatoire.browser import BrowserPool
 from observatoire.clock import VirtualClock
 from observatoire.config import Target, load_config
 from observatoire.db import make_engine
 from observatoire.db.migrate import upgrade
-from observatoire.evidence import EvidenceStore
-from observatoire.politeness import PolitePolicy
+from observatoire.record.evidence import EvidenceStore
+from observatoire.record.store import sync_targets
+from observatoire.robot.browser import BrowserPool
+from observatoire.robot.politeness import PolitePolicy
 from observatoire.simulator import RunningSimulator
-from observatoire.store import sync_targets
 from tests.conftest import DEMO_CONFIG
 
 UA = "observatoire/test (+https://example.org/contact)"

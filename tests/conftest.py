@@ -38,7 +38,7 @@ def need_postgres() -> str:
 
 
 def need_chromium() -> None:
-    from observatoire.browser import chromium_path
+    from observatoire.robot.browser import chromium_path
 
     if chromium_path():
         return
@@ -50,7 +50,7 @@ def need_chromium() -> None:
 @pytest.fixture
 async def browser_pool():  # type: ignore[no-untyped-def]
     """The shared headless Chromium, as the robot uses it."""
-    from observatoire.browser import BrowserPool
+    from observatoire.robot.browser import BrowserPool
 
     need_chromium()
     pool = BrowserPool("observatoire/test (+https://example.org/contact)")

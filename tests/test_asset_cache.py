@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from observatoire.asset_cache import MAX_TTL, AssetCache, freshness
+from observatoire.robot.asset_cache import MAX_TTL, AssetCache, freshness
 
 JS = "https://www.example.gouv.fr/app.js"
 

@@ -19,19 +19,19 @@ from observatoire.assist.observation import AssistServices
 from observatoire.assist.pseudonym import BadPseudonym, check_pseudonym
 from observatoire.assist.queue import assist_queue, assisted_targets
 from observatoire.assist.server import AssistApp, running
-from observatoire.browser import BrowserPool
 from observatoire.clock import PARIS, VirtualClock
 from observatoire.config import Target, load_config
 from observatoire.db import make_engine
 from observatoire.db.migrate import upgrade
 from observatoire.db.models import Probe
-from observatoire.evidence import EvidenceStore
 from observatoire.outcomes import Outcome, ProbeResult
-from observatoire.politeness import PolitePolicy
+from observatoire.record.evidence import EvidenceStore
+from observatoire.record.store import ProbeRecord, save_probe, sync_targets
+from observatoire.robot.browser import BrowserPool
+from observatoire.robot.politeness import PolitePolicy
 from observatoire.simulator import RunningSimulator
 from observatoire.simulator.scenario import RdvDemarche
 from observatoire.simulator.server import TruthRecord
-from observatoire.store import ProbeRecord, save_probe, sync_targets
 from tests.conftest import DEMO_CONFIG, REQUIRE_ALL, T0
 
 UA = "observatoire/test (+https://example.org/contact)"
@@ -500,7 +500,7 @@ async def test_look_again_measures_how_long_released_slots_last(
     one captcha, then clicks "Regarder à nouveau" every few minutes. Each look is its own
     assisted probe; the measured survival contains the simulator's true survival; when
     the platform's session ends, a new captcha comes, never a reused one."""
-    from observatoire.releases import survivals
+    from observatoire.record.releases import survivals
 
     clock.set(T0 - timedelta(minutes=59))
     (site,) = simulator.state.scenario.rdv_prefecture_sites

@@ -7,11 +7,11 @@ import dataclasses
 from datetime import datetime, timedelta
 
 from observatoire.adapters import ProbeContext, get_adapter
-from observatoire.browser import BrowserPool
 from observatoire.clock import VirtualClock
 from observatoire.config import Target, load_config
 from observatoire.outcomes import Outcome
-from observatoire.politeness import PolitePolicy
+from observatoire.robot.browser import BrowserPool
+from observatoire.robot.politeness import PolitePolicy
 from observatoire.simulator import RunningSimulator
 
 from .conftest import DEMO_CONFIG, T0
@@ -280,7 +280,7 @@ async def test_demarches_simplifiees_states(
 async def test_httpx_evidence_renders_to_a_stamped_png(browser_pool: BrowserPool) -> None:
     from datetime import UTC
 
-    from observatoire.evidence_render import render_png, stamped_html
+    from observatoire.record.evidence_render import render_png, stamped_html
 
     page = (
         "<html><body><h2>Vérification de disponibilité</h2><p>Il n'existe plus de plage "

@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from observatoire.browser import BrowserPool
 from observatoire.captures.contributors import add_contributor, authenticate
 from observatoire.captures.delete import delete_contributor
 from observatoire.captures.reception import CaptureService
@@ -23,11 +22,12 @@ from observatoire.captures.routes import RateLimiter
 from observatoire.clock import VirtualClock
 from observatoire.config import load_config
 from observatoire.db.models import CaptureRow, Contributor, Probe, ProbeDay
-from observatoire.evidence import EvidenceStore
 from observatoire.outcomes import Outcome, ProbeResult
-from observatoire.rollups import rebuild
+from observatoire.record.evidence import EvidenceStore
+from observatoire.record.rollups import rebuild
+from observatoire.record.store import ProbeRecord, save_probe, sync_targets
+from observatoire.robot.browser import BrowserPool
 from observatoire.simulator import RunningSimulator
-from observatoire.store import ProbeRecord, save_probe, sync_targets
 from tests.captures_support import RDV, capture_server, walk_to_slots
 from tests.conftest import DEMO_CONFIG, REQUIRE_ALL, T0
 

@@ -37,13 +37,13 @@ from observatoire.cli import app
 from observatoire.config import load_config
 from observatoire.db import Probe, make_engine
 from observatoire.db.migrate import upgrade
-from observatoire.leases import acquire, host_gate, release
-from observatoire.politeness import (
+from observatoire.robot.daemon import in_shard
+from observatoire.robot.leases import acquire, host_gate, release
+from observatoire.robot.politeness import (
     PolitePolicy,
     canonical_host,
     is_loopback,
 )
-from observatoire.scheduler import in_shard
 from observatoire.settings import Settings, SettingsError, check_conduct
 from observatoire.simulator import RunningSimulator, start_simulator
 
@@ -394,7 +394,7 @@ async def test_retry_after_seen_by_one_process_holds_the_other(
 DEAD_HOLDER = """
 import asyncio, os, sys
 from observatoire.db import make_engine
-from observatoire.politeness import PolitePolicy
+from observatoire.robot.politeness import PolitePolicy
 
 async def main():
     policy = PolitePolicy("x", 0.0, 0.5, engine=make_engine(sys.argv[1]), lease_margin=0.5)
@@ -530,7 +530,7 @@ def test_probe_all_reports_targets_busy_in_another_run(
     config.write_text(HOSTS_TWO_WAYS.format(port=port, other=port, group=""), encoding="utf-8")
     assert CliRunner().invoke(app, ["db", "upgrade"]).exit_code == 0
     engine = make_engine(cli_env["OBSERVATOIRE_DATABASE_URL"])
-    from observatoire.store import sync_targets
+    from observatoire.record.store import sync_targets
 
     sync_targets(engine, load_config(config).targets, datetime.now(UTC))
     assert acquire(engine, "93-titre-sejour-9845", "elsewhere:1", datetime.now(UTC))

@@ -21,11 +21,11 @@ from observatoire.cli import app
 from observatoire.config import load_config
 from observatoire.db import Probe, make_engine
 from observatoire.db.migrate import upgrade
-from observatoire.evidence import EvidenceStore
-from observatoire.leases import acquire, release
-from observatoire.scheduler import in_shard, parse_shard
+from observatoire.record.evidence import EvidenceStore
+from observatoire.record.store import sync_targets
+from observatoire.robot.daemon import in_shard, parse_shard
+from observatoire.robot.leases import acquire, release
 from observatoire.simulator import RunningSimulator
-from observatoire.store import sync_targets
 
 from .conftest import DEMO_CONFIG, REPO
 

@@ -28,9 +28,9 @@ from typer.testing import CliRunner
 from observatoire.cli import app
 from observatoire.config import load_config
 from observatoire.db import Probe, make_engine
+from observatoire.robot.sweep import split_probeable
 from observatoire.settings import ENV_PREFIX, Settings
 from observatoire.simulator import RunningSimulator
-from observatoire.sweep import split_probeable
 
 from .conftest import DEMO_CONFIG, REPO
 

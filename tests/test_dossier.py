@@ -18,12 +18,12 @@ from observatoire.cli import app
 from observatoire.clock import VirtualClock
 from observatoire.config import load_config
 from observatoire.db import Probe, TargetRow
-from observatoire.dossier import build_dossier, summarize, verify
-from observatoire.evidence import EvidenceStore
-from observatoire.politeness import PolitePolicy
+from observatoire.publish.dossier import build_dossier, summarize, verify
+from observatoire.record.evidence import EvidenceStore
+from observatoire.record.store import sync_targets
+from observatoire.robot.politeness import PolitePolicy
+from observatoire.robot.sweep import run_sweep
 from observatoire.simulator import RunningSimulator
-from observatoire.store import sync_targets
-from observatoire.sweep import run_sweep
 
 from .conftest import DEMO_CONFIG, REQUIRE_ALL, need_chromium
 
@@ -122,7 +122,7 @@ def test_plain_warning_when_all_failures_fall_in_one_week(engine, tmp_path: Path
 
 
 def test_slots_found_are_said(tmp_path: Path) -> None:
-    from observatoire.dossier import Attempt
+    from observatoire.publish.dossier import Attempt
 
     t = datetime(2026, 3, 2, 9, tzinfo=UTC)
     attempts = [

@@ -28,7 +28,7 @@ from observatoire.cli import app
 from observatoire.db import Probe, TargetRow, make_engine
 from observatoire.db.migrate import upgrade
 from observatoire.db.models import Contributor
-from observatoire.dossier import (
+from observatoire.publish.dossier import (
     SIMULATED_MARK,
     DossierError,
     Issuer,
@@ -37,7 +37,7 @@ from observatoire.dossier import (
     summarize,
     verify,
 )
-from observatoire.evidence import EvidenceStore
+from observatoire.record.evidence import EvidenceStore
 
 from .conftest import REQUIRE_ALL, need_chromium
 
@@ -215,7 +215,7 @@ def test_two_days_get_the_warning_and_no_verdict(engine, tmp_path: Path) -> None
 
 
 def test_a_spread_over_weeks_gets_no_warning(tmp_path: Path) -> None:
-    from observatoire.dossier import Attempt
+    from observatoire.publish.dossier import Attempt
 
     t = datetime(2026, 3, 2, 9, tzinfo=UTC)
     attempts = [
@@ -451,7 +451,7 @@ def test_applicant_dossier_from_their_own_captures(engine, tmp_path: Path) -> No
 def test_opening_hours_in_the_targets_file(tmp_path: Path) -> None:
     """`opening_hours` is read per target; a wrong one is `file:line: field: problem`."""
     from observatoire.config import ConfigError, load_config
-    from observatoire.dossier import opening_hours_of
+    from observatoire.publish.dossier import opening_hours_of
 
     from .test_config import VALID
 

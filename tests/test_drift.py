@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 from observatoire.cli import app
 from observatoire.config import load_config
 from observatoire.db import make_engine
-from observatoire.evidence import EvidenceStore
-from observatoire.fingerprint import UNPARSEABLE, drift_report, fingerprint
 from observatoire.health import check_health
 from observatoire.outcomes import Outcome, ProbeResult
+from observatoire.record.evidence import EvidenceStore
+from observatoire.record.fingerprint import UNPARSEABLE, drift_report, fingerprint
+from observatoire.record.store import ProbeRecord, save_probe, sync_targets
 from observatoire.settings import Settings
-from observatoire.store import ProbeRecord, save_probe, sync_targets
 
 # Two captures of one template: other texts, other values, other counts of list items,
 # other digits in ids, and the robot's stamp in one of them.

@@ -6,7 +6,7 @@ import gzip
 import hashlib
 from pathlib import Path
 
-from observatoire.evidence import EvidenceStore
+from observatoire.record.evidence import EvidenceStore
 
 
 def test_put_get_verify(tmp_path: Path) -> None:

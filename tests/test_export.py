@@ -15,9 +15,9 @@ from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from observatoire.cli import app
-from observatoire.evidence import EvidenceStore
-from observatoire.export import ExportFilter, export_all
-from observatoire.site import SiteContext, build_site
+from observatoire.publish.export import ExportFilter, export_all
+from observatoire.publish.site import SiteContext, build_site
+from observatoire.record.evidence import EvidenceStore
 
 from .test_rollups import PRIVATE_PAGE, mixed_probes
 from .test_stats import filled, week  # noqa: F401  (fixtures)
@@ -102,7 +102,7 @@ def test_csv_neutralises_formula_cells_but_not_numbers(filled: Engine, tmp_path:
     from sqlalchemy.orm import Session
 
     from observatoire.db import Probe, TargetRow
-    from observatoire.export import neutralise_formulas
+    from observatoire.publish.export import neutralise_formulas
 
     with Session(filled) as s, s.begin():
         target = s.get(TargetRow, "92-a")

@@ -23,19 +23,19 @@ from sqlalchemy import Engine
 from observatoire.adapters import ProbeContext, get_adapter
 from observatoire.adapters.assisted import AssistedAdapter
 from observatoire.assist.observation import AssistServices, Observation, State
-from observatoire.browser import BrowserPool
 from observatoire.clock import VirtualClock
 from observatoire.config import Target, load_config
 from observatoire.db import make_engine
 from observatoire.db.migrate import upgrade
-from observatoire.evidence import EvidenceStore
 from observatoire.outcomes import Outcome, ProbeResult
 from observatoire.platforms import PLATFORMS
-from observatoire.politeness import PolitePolicy
+from observatoire.record.evidence import EvidenceStore
+from observatoire.record.store import sync_targets
+from observatoire.robot.browser import BrowserPool
+from observatoire.robot.politeness import PolitePolicy
 from observatoire.simulator import RunningSimulator
 from observatoire.simulator.faults import TRUTH_VISIBLE
 from observatoire.simulator.scenario import FAULT_KINDS
-from observatoire.store import sync_targets
 
 from .conftest import DEMO_CONFIG, need_chromium
 

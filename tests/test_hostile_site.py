@@ -10,11 +10,11 @@ from collections.abc import Iterator
 import pytest
 
 from observatoire.adapters import ProbeContext, get_adapter
-from observatoire.browser import BrowserPool
 from observatoire.clock import VirtualClock
 from observatoire.config import Target
 from observatoire.outcomes import Outcome, ProbeResult
-from observatoire.politeness import PolitePolicy
+from observatoire.robot.browser import BrowserPool
+from observatoire.robot.politeness import PolitePolicy
 from observatoire.simulator.hostile import (
     CASES,
     HostileCase,

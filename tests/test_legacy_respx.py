@@ -17,7 +17,7 @@ from observatoire.adapters import ProbeContext, get_adapter
 from observatoire.clock import VirtualClock
 from observatoire.config import Target
 from observatoire.outcomes import Outcome
-from observatoire.politeness import PolitePolicy
+from observatoire.robot.politeness import PolitePolicy
 
 PAGES = Path(__file__).parent / "fixtures" / "legacy_booking"
 SITE = "https://www.hauts-de-seine.gouv.fr"

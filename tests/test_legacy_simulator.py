@@ -12,12 +12,12 @@ from observatoire.adapters import ProbeContext, get_adapter
 from observatoire.clock import VirtualClock
 from observatoire.config import load_config
 from observatoire.db.models import Probe
-from observatoire.evidence import EvidenceStore
 from observatoire.outcomes import Outcome
-from observatoire.politeness import PolitePolicy
+from observatoire.record.evidence import EvidenceStore
+from observatoire.record.store import sync_targets
+from observatoire.robot.politeness import PolitePolicy
+from observatoire.robot.sweep import run_sweep
 from observatoire.simulator import RunningSimulator
-from observatoire.store import sync_targets
-from observatoire.sweep import run_sweep
 
 from .conftest import DEMO_CONFIG
 

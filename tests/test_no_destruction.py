@@ -19,10 +19,10 @@ from typer.testing import CliRunner
 
 from observatoire.cli import app
 from observatoire.db import Probe, TargetRow, make_engine
-from observatoire.dossier import DossierError, build_dossier, verify
-from observatoire.evidence import EvidenceStore
-from observatoire.publish import MARKER
-from observatoire.rollups import rebuild
+from observatoire.publish.dossier import DossierError, build_dossier, verify
+from observatoire.publish.swap import MARKER
+from observatoire.record.evidence import EvidenceStore
+from observatoire.record.rollups import rebuild
 
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"

@@ -33,7 +33,7 @@ from observatoire.outcomes import (
     sql_in,
     sql_list,
 )
-from observatoire.rollups import rebuild
+from observatoire.record.rollups import rebuild
 
 from .test_stats import add_target
 
@@ -57,13 +57,13 @@ def test_every_outcome_has_a_french_label_and_sql_lists_follow_the_enum() -> Non
 #: Modules whose SQL or comparisons once spelled outcome names by hand.
 DERIVED = [
     "stats.py",
-    "rollups.py",
-    "retention.py",
+    "record/rollups.py",
+    "record/retention.py",
     "health.py",
-    "export.py",
-    "fingerprint.py",
-    "site.py",
-    "site_views.py",
+    "publish/export.py",
+    "record/fingerprint.py",
+    "publish/site.py",
+    "publish/site_views.py",
 ]
 NAMES = "|".join(o.value for o in Outcome)
 

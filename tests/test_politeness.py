@@ -13,9 +13,9 @@ from observatoire.adapters.base import Adapter, ProbeContext
 from observatoire.clock import VirtualClock
 from observatoire.config import Target
 from observatoire.outcomes import Outcome, ProbeResult
-from observatoire.politeness import PolitePolicy
+from observatoire.robot.politeness import PolitePolicy
+from observatoire.robot.sweep import probe_target
 from observatoire.simulator import RunningSimulator
-from observatoire.sweep import probe_target
 
 UA = "observatoire/test (+https://example.org/contact)"
 

@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 
 from observatoire.db import make_engine
 from observatoire.demo import DEMO_VOLUNTEER, DemoReport
-from observatoire.export import export_all
-from observatoire.rollups import rebuild
-from observatoire.site import SiteContext, build_site
+from observatoire.publish.export import export_all
+from observatoire.publish.site import SiteContext, build_site
+from observatoire.record.rollups import rebuild
 from observatoire.stats import StatsInput, cluster_interval, month_periods, monthly_stats, wilson
 
 from .test_site_browser import DEMO_END, shared_demo

@@ -21,12 +21,11 @@ from observatoire.config import FollowupConfig, Target, load_config
 from observatoire.db import make_engine
 from observatoire.db.migrate import upgrade
 from observatoire.db.models import Probe, ReleaseRow
-from observatoire.evidence import EvidenceStore
-from observatoire.export import export_all
-from observatoire.followup import FollowupPlanner, drive
 from observatoire.outcomes import Outcome, ProbeResult
-from observatoire.politeness import PolitePolicy
-from observatoire.releases import (
+from observatoire.publish.export import export_all
+from observatoire.publish.site import SiteContext, build_site, environment
+from observatoire.record.evidence import EvidenceStore
+from observatoire.record.releases import (
     Look,
     Survival,
     announced,
@@ -36,11 +35,12 @@ from observatoire.releases import (
     survival_of,
     survivals,
 )
+from observatoire.record.store import ProbeRecord, save_probe, sync_targets
+from observatoire.robot.followup import FollowupPlanner, drive
+from observatoire.robot.politeness import PolitePolicy
 from observatoire.simulator import start_simulator
 from observatoire.simulator.availability import batches_between, slot_state
 from observatoire.simulator.scenario import Profile, Scenario
-from observatoire.site import SiteContext, build_site, environment
-from observatoire.store import ProbeRecord, save_probe, sync_targets
 
 UA = "observatoire-test/1.0 (+https://example.org/contact)"
 MONTH_START = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)  # a Monday

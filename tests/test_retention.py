@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 
 from observatoire.config import load_config
 from observatoire.db.models import Probe
-from observatoire.evidence import EvidenceStore
 from observatoire.outcomes import Outcome, ProbeResult
-from observatoire.retention import prune_evidence
-from observatoire.store import ProbeRecord, save_probe, sync_targets
+from observatoire.record.evidence import EvidenceStore
+from observatoire.record.retention import prune_evidence
+from observatoire.record.store import ProbeRecord, save_probe, sync_targets
 
 from .conftest import DEMO_CONFIG, T0
 

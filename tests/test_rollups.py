@@ -15,14 +15,14 @@ from observatoire.captures.contributors import ContributorInfo, add_contributor
 from observatoire.captures.reception import CaptureService
 from observatoire.clock import VirtualClock
 from observatoire.config import load_config
-from observatoire.evidence import EvidenceStore
 from observatoire.outcomes import Outcome, ProbeResult
-from observatoire.politeness import PolitePolicy
-from observatoire.rollups import rebuild
+from observatoire.record.evidence import EvidenceStore
+from observatoire.record.rollups import rebuild
+from observatoire.record.store import ProbeRecord, save_probe, sync_targets
+from observatoire.robot.politeness import PolitePolicy
+from observatoire.robot.sweep import run_sweep
 from observatoire.simulator import RunningSimulator
 from observatoire.stats import monthly_stats
-from observatoire.store import ProbeRecord, save_probe, sync_targets
-from observatoire.sweep import run_sweep
 
 from .conftest import DEMO_CONFIG
 

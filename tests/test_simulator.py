@@ -177,7 +177,7 @@ def test_overloaded_page_is_blocked_for_the_robot(
 
     from observatoire.adapters import ProbeContext, get_adapter
     from observatoire.config import load_config
-    from observatoire.politeness import PolitePolicy
+    from observatoire.robot.politeness import PolitePolicy
 
     from .conftest import DEMO_CONFIG
 

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from observatoire.browser import BrowserPool
 from observatoire.demo import DemoReport, run_demo
+from observatoire.robot.browser import BrowserPool
 
 from .conftest import REPO, REQUIRE_ALL
 

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy.orm import Session
 
 from observatoire.db import TargetRow
-from observatoire.export import export_all
-from observatoire.publish import publish_dir
-from observatoire.rollups import rebuild
-from observatoire.site import SiteContext, build_site
+from observatoire.publish.export import export_all
+from observatoire.publish.site import SiteContext, build_site
+from observatoire.publish.swap import publish_dir
+from observatoire.record.rollups import rebuild
 
 from .test_stats import add_probe, add_target, mixed  # noqa: F401  (fixture)
 
@@ -71,7 +71,7 @@ def test_failed_build_leaves_previous_site_intact(tmp_path: Path) -> None:
 
 
 def test_publish_over_a_plain_folder(tmp_path: Path) -> None:
-    from observatoire.publish import PublishRefused
+    from observatoire.publish.swap import PublishRefused
 
     out = tmp_path / "site"
     out.mkdir()

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from observatoire.db import Probe, TargetRow
-from observatoire.rollups import rebuild
+from observatoire.record.rollups import rebuild
 from observatoire.stats import episodes, monthly_stats, paris_months, wilson
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

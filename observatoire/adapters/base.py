@@ -18,11 +18,11 @@ from typing import ClassVar
 import httpx
 from lxml import html as lxml_html
 
-from observatoire.browser import BrowserPool, BrowserUnavailable
 from observatoire.clock import Clock
 from observatoire.config import Target
 from observatoire.outcomes import Outcome, ProbeResult
-from observatoire.politeness import HostPaused, HttpSession, TooManyRedirects
+from observatoire.robot.browser import BrowserPool, BrowserUnavailable
+from observatoire.robot.politeness import HostPaused, HttpSession, TooManyRedirects
 
 
 class ProbeStop(Exception):

@@ -27,7 +27,7 @@ from observatoire.adapters.base import (
 )
 from observatoire.clock import PARIS
 from observatoire.outcomes import Outcome, ProbeResult
-from observatoire.politeness import HttpSession
+from observatoire.robot.politeness import HttpSession
 
 
 def browser_error_detail(exc: Exception, http: HttpSession) -> str:

@@ -36,13 +36,13 @@ from observatoire.adapters import get_adapter
 from observatoire.adapters.assisted import AssistedAdapter, Captcha
 from observatoire.adapters.base import ProbeStop
 from observatoire.adapters.browser_support import browser_error_detail
-from observatoire.browser import BrowserPool, BrowserUnavailable
 from observatoire.clock import Clock
 from observatoire.config import Target
-from observatoire.evidence import EvidenceStore
 from observatoire.outcomes import Outcome, ProbeResult
-from observatoire.politeness import HostPaused, HttpSession, PolitePolicy
-from observatoire.store import ProbeRecord, save_probe
+from observatoire.record.evidence import EvidenceStore
+from observatoire.record.store import ProbeRecord, save_probe
+from observatoire.robot.browser import BrowserPool, BrowserUnavailable
+from observatoire.robot.politeness import HostPaused, HttpSession, PolitePolicy
 
 #: Wrong answers accepted in one observation before it is given up (nothing recorded):
 #: hammering the platform with guesses would look like a robot, rightly.

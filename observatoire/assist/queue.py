@@ -22,7 +22,7 @@ from sqlalchemy import Engine, func, select
 from observatoire.config import Target
 from observatoire.db.models import Probe
 from observatoire.platforms import PLATFORMS
-from observatoire.releases import announced
+from observatoire.record.releases import announced
 
 #: A release announced within this much time puts its target at the top, with a
 #: countdown.

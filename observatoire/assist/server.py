@@ -28,9 +28,9 @@ from observatoire.captures.reception import CaptureService
 from observatoire.captures.routes import OWN_AUTH as CAPTURE_PATHS
 from observatoire.captures.routes import add_routes as add_capture_routes
 from observatoire.config import Target
-from observatoire.leases import acquire, extend, holder_id, release
-from observatoire.releases import announced, ics_feed
-from observatoire.site import OUTCOMES_FR, environment
+from observatoire.publish.site import OUTCOMES_FR, environment
+from observatoire.record.releases import announced, ics_feed
+from observatoire.robot.leases import acquire, extend, holder_id, release
 
 COOKIE = "observatoire_assist"
 PSEUDONYM_COOKIE = "observatoire_pseudonyme"

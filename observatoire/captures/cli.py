@@ -90,7 +90,7 @@ def contributor_opt_in(
 ) -> None:
     """An applicant's choice to let their captures enter the figures (or withdraw it)."""
     from observatoire.captures.contributors import ContributorError, set_opt_in
-    from observatoire.rollups import rebuild
+    from observatoire.record.rollups import rebuild
 
     engine = _engine()
     try:
@@ -110,7 +110,7 @@ def contributor_delete(
     from observatoire.captures.contributors import ContributorError
     from observatoire.captures.delete import delete_contributor
     from observatoire.cli import settings
-    from observatoire.evidence import EvidenceStore
+    from observatoire.record.evidence import EvidenceStore
 
     if not yes:
         raise _fail("this deletes every capture of the contributor: add --yes to confirm")

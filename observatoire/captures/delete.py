@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from observatoire.captures.contributors import ContributorError, find_contributor
 from observatoire.db.models import CaptureRow, Contributor, Probe
-from observatoire.evidence import EvidenceStore
+from observatoire.record.evidence import EvidenceStore
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def delete_contributor(engine: Engine, evidence: EvidenceStore, key: str) -> Del
                 path.unlink()
                 files += 1
     if who.counted and n_probes:
-        from observatoire.rollups import rebuild
+        from observatoire.record.rollups import rebuild
 
         rebuild(engine)
     return Deleted(who.pseudonym, len(captures), n_probes, files)

@@ -31,9 +31,9 @@ from observatoire.captures.crosscheck import contradicting_probes, reason_for
 from observatoire.captures.lookup import known_hosts, match_target
 from observatoire.captures.ocr import OcrReading, read_screenshot, run_tesseract
 from observatoire.db.models import CaptureRow, Probe, TargetRow
-from observatoire.evidence import EvidenceStore
 from observatoire.outcomes import Outcome, ProbeResult
-from observatoire.rollups import record_probe
+from observatoire.record.evidence import EvidenceStore
+from observatoire.record.rollups import record_probe
 
 MAX_HTML_BYTES = 5 * 1024 * 1024
 MAX_IMAGE_BYTES = 8 * 1024 * 1024

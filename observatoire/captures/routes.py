@@ -36,7 +36,7 @@ from observatoire.captures.reception import (
 )
 from observatoire.clock import Clock
 from observatoire.db.models import TargetRow
-from observatoire.site import OUTCOMES_FR, environment
+from observatoire.publish.site import OUTCOMES_FR, environment
 
 OWN_AUTH = ("/api/captures", "/captures/")
 API_HEADERS = {

@@ -208,7 +208,7 @@ class ReleaseRow(Base):
     """One publication of slots on one target (issue 17): read from the platform's
     banners ("Dernière / Prochaine mise en ligne …"), or, on platforms without banners,
     inferred from the first probe that found slots after a run of `no_slot`. Slot
-    survival is computed from these rows and the looks around them (releases.py)."""
+    survival is computed from these rows and the looks around them (record/releases.py)."""
 
     __tablename__ = "releases"
 

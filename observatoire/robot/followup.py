@@ -32,13 +32,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
-from observatoire.browser import BrowserPool
 from observatoire.clock import VirtualClock
 from observatoire.config import FollowupConfig, Target
-from observatoire.evidence import EvidenceStore
 from observatoire.outcomes import Outcome, ProbeResult
-from observatoire.politeness import PolitePolicy
-from observatoire.sweep import SweepReport, run_sweep
+from observatoire.record.evidence import EvidenceStore
+from observatoire.robot.browser import BrowserPool
+from observatoire.robot.politeness import PolitePolicy
+from observatoire.robot.sweep import SweepReport, run_sweep
 
 #: An announced release is looked at this long after its instant (the platform's engine
 #: publishes about a minute after the action).
@@ -152,7 +152,7 @@ async def drive(
     """Walk a virtual clock from `start` to `end`, running each target's regular probes
     (every `interval_minutes`, at a stable phase) and the follow-ups they arm, in time
     order. For the demo, the benchmark and the tests on the simulator: the daemon does
-    the same on the real clock (scheduler.py)."""
+    the same on the real clock (daemon.py)."""
     planner = planner or FollowupPlanner()
     report = DriveReport()
     regular_next = {

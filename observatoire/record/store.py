@@ -28,10 +28,10 @@ from sqlalchemy.orm import Session
 from observatoire import __version__
 from observatoire.config import Target
 from observatoire.db.models import Lease, Probe, ProbeAttempt, TargetRow
-from observatoire.evidence import EvidenceStore
 from observatoire.outcomes import Outcome, ProbeResult
-from observatoire.releases import record_releases
-from observatoire.rollups import record_probe
+from observatoire.record.evidence import EvidenceStore
+from observatoire.record.releases import record_releases
+from observatoire.record.rollups import record_probe
 
 
 def sync_targets(engine: Engine, targets: Iterable[Target], now: datetime) -> None:

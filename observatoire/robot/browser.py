@@ -24,8 +24,8 @@ from urllib.parse import urljoin, urlsplit
 
 from playwright.async_api import Browser, Page, Playwright, Route, async_playwright
 
-from observatoire.asset_cache import AssetCache
-from observatoire.politeness import HostPaused, HttpSession
+from observatoire.robot.asset_cache import AssetCache
+from observatoire.robot.politeness import HostPaused, HttpSession
 
 CHROMIUM_ARGS = [
     "--disable-gpu",

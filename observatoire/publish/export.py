@@ -28,7 +28,7 @@ from observatoire.clock import paris_midnight
 from observatoire.db.models import ReleaseRow, TargetRow
 from observatoire.db.types import UTCDateTime
 from observatoire.platforms import PLATFORMS
-from observatoire.publish import PublishRefused
+from observatoire.publish.swap import PublishRefused
 from observatoire.stats import (
     CIMADE_CLASSES,
     NO_WAY_COLUMNS,
@@ -76,7 +76,7 @@ PROBE_FIELDS: dict[str, tuple[str, str]] = {
         "not counted in the monthly statistics",
     ),
 }
-#: Releases of slots (issue 17): see observatoire/releases.py.
+#: Releases of slots (issue 17): see observatoire/record/releases.py.
 RELEASE_FIELDS: dict[str, tuple[str, str]] = {
     "target": ("string", "Target slug (key of targets.csv)"),
     "published_at": (
@@ -662,8 +662,8 @@ def _release_files(
     engine: Engine, out: Path, fmt: str, flt: ExportFilter
 ) -> list[tuple[ExportedFile, str, str, dict[str, tuple[str, str]]]]:
     """`releases` (one row per release, with its survival interval) and `survival` (the
-    bound-method summaries per target and month): see observatoire/releases.py."""
-    from observatoire import releases as rel
+    bound-method summaries per target and month): see observatoire/record/releases.py."""
+    from observatoire.record import releases as rel
 
     now = datetime.now(UTC)
     items = rel.survivals(engine, now)

@@ -24,7 +24,7 @@ from lxml import html as lxml_html
 from observatoire.adapters.base import blocked_sign, normalize_text, page_text, response_text
 from observatoire.adapters.legacy_booking import RETIRED
 from observatoire.config import Target
-from observatoire.politeness import HostPaused, PolitePolicy, TooManyRedirects
+from observatoire.robot.politeness import HostPaused, PolitePolicy, TooManyRedirects
 
 
 @dataclass(frozen=True)

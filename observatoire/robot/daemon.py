@@ -23,12 +23,17 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from observatoire.config import Target, load_config
-from observatoire.followup import FollowupPlanner
-from observatoire.leases import holder_id, release_stale
-from observatoire.runtime import Runtime
+from observatoire.record.store import (
+    StorageError,
+    check_writable,
+    recover_interrupted,
+    sync_targets,
+)
+from observatoire.robot.followup import FollowupPlanner
+from observatoire.robot.leases import holder_id, release_stale
+from observatoire.robot.runtime import Runtime
+from observatoire.robot.sweep import run_sweep, split_probeable
 from observatoire.settings import Settings
-from observatoire.store import StorageError, check_writable, recover_interrupted, sync_targets
-from observatoire.sweep import run_sweep, split_probeable
 
 log = logging.getLogger("observatoire.daemon")
 

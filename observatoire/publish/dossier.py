@@ -58,18 +58,18 @@ from observatoire.adapters import demarches_simplifiees as _ds
 from observatoire.adapters import legacy_booking as _legacy
 from observatoire.adapters import rdv_prefecture as _rdv
 from observatoire.adapters.base import normalize_text
-from observatoire.browser import BrowserPool
 from observatoire.clock import PARIS, paris_midnight
 from observatoire.config import SIMULATOR_PLACEHOLDER, parse_opening_hours
 from observatoire.db.models import Contributor, Probe, TargetRow
-from observatoire.evidence import EvidenceStore
-from observatoire.evidence_render import render_png
 from observatoire.outcomes import NO_WAY_TO_BOOK, Outcome
-from observatoire.politeness import is_loopback
-from observatoire.publish import make_public
+from observatoire.publish.site import OUTCOMES_FR, environment
+from observatoire.publish.site_views import DETAILS_FR, detail_fr
+from observatoire.publish.swap import make_public
+from observatoire.record.evidence import EvidenceStore
+from observatoire.record.evidence_render import render_png
+from observatoire.robot.browser import BrowserPool
+from observatoire.robot.politeness import is_loopback
 from observatoire.settings import Settings
-from observatoire.site import OUTCOMES_FR, environment
-from observatoire.site_views import DETAILS_FR, detail_fr
 
 #: Rows of the attempts table at most (the newest); older ones stay in the figures and
 #: in manifest.json, and the dossier says how many were left out.

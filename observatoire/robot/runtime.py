@@ -21,11 +21,11 @@ from typing import Literal
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from observatoire.browser import BrowserPool
 from observatoire.clock import Clock, SystemClock
 from observatoire.db import DatabaseNotReady, make_engine, require_migrated
-from observatoire.evidence import EvidenceStore
-from observatoire.politeness import PolitePolicy
+from observatoire.record.evidence import EvidenceStore
+from observatoire.robot.browser import BrowserPool
+from observatoire.robot.politeness import PolitePolicy
 from observatoire.settings import Settings, check_conduct
 
 

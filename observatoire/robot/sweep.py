@@ -18,21 +18,21 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from observatoire.adapters import Adapter, ProbeContext, get_adapter
-from observatoire.browser import BrowserPool
 from observatoire.clock import Clock
 from observatoire.config import Target
-from observatoire.evidence import EvidenceStore
-from observatoire.leases import acquire, holder_id, release
 from observatoire.outcomes import ProbeResult
 from observatoire.platforms import PLATFORMS
-from observatoire.politeness import PolitePolicy
-from observatoire.store import (
+from observatoire.record.evidence import EvidenceStore
+from observatoire.record.store import (
     ProbeRecord,
     StorageError,
     probed_since,
     save_probe,
     start_attempt,
 )
+from observatoire.robot.browser import BrowserPool
+from observatoire.robot.leases import acquire, holder_id, release
+from observatoire.robot.politeness import PolitePolicy
 
 MAX_ATTEMPTS = 3  # the first try and at most 2 retries
 RETRY_FACTORS = (1.0, 3.0)  # growing waits, in units of retry_base_seconds

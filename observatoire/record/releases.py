@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 from observatoire.clock import PARIS, paris_month
 from observatoire.db.models import Probe, ReleaseRow, TargetRow
 from observatoire.outcomes import Outcome, ProbeResult
-from observatoire.rollups import counted_sql
+from observatoire.record.rollups import counted_sql
 
 #: Banners give the minute ("à HH:mm"): the true instant is within the next 60 s.
 BANNER_PRECISION = timedelta(seconds=60)

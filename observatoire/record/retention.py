@@ -19,8 +19,8 @@ from sqlalchemy import Engine, select, update
 
 from observatoire.clock import paris_date
 from observatoire.db.models import Probe
-from observatoire.evidence import EvidenceStore
 from observatoire.outcomes import ANOMALIES
+from observatoire.record.evidence import EvidenceStore
 
 BATCH = 5000
 

@@ -279,7 +279,7 @@ class PolitePolicy:
         self.groups: dict[str, str] = {}
         self.engine = engine
         #: Unique per policy (two policies in one process are two robots to each other).
-        from observatoire.leases import holder_id
+        from observatoire.robot.leases import holder_id
 
         self.holder = f"{holder_id()}/{secrets.token_hex(3)}"
         #: How long a database hold lasts unless renewed: a process killed mid-request
@@ -439,7 +439,7 @@ class PolitePolicy:
 
     def _take_now(self, key: str) -> Any:
         """take_host with the time read when the statement runs, not when it was queued."""
-        from observatoire.leases import take_host
+        from observatoire.robot.leases import take_host
 
         assert self.engine is not None
         return take_host(self.engine, key, self.holder, datetime.now(UTC), self.lease)
@@ -447,7 +447,7 @@ class PolitePolicy:
     def _keep_alive(self, key: str, gate: HostGate) -> _Renewal:
         """Renew the database hold while a long request is still running, so a slow but
         live request is never overtaken; a dead process stops renewing."""
-        from observatoire.leases import extend_host
+        from observatoire.robot.leases import extend_host
 
         def renew() -> None:
             until = datetime.now(UTC) + self.lease
@@ -460,7 +460,7 @@ class PolitePolicy:
         return datetime.now(UTC) + timedelta(seconds=monotonic_at - time.monotonic())
 
     async def _release(self, key: str, gate: HostGate) -> None:
-        from observatoire.leases import release_host
+        from observatoire.robot.leases import release_host
 
         until = self._wall(gate.next_allowed)
         try:
@@ -488,7 +488,7 @@ class PolitePolicy:
         """A pause noted outside a hold goes to the database at once."""
         if self.engine is None or gate.in_flight:
             return  # in a hold: the release writes it
-        from observatoire.leases import push_host
+        from observatoire.robot.leases import push_host
 
         until = self._wall(gate.next_allowed)
         try:

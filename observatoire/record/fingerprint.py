@@ -34,8 +34,8 @@ from sqlalchemy import Engine, text
 
 from observatoire.clock import PARIS
 from observatoire.db.types import UTCDateTime
-from observatoire.evidence import EvidenceStore
 from observatoire.outcomes import ANOMALIES, sql_in, values
+from observatoire.record.evidence import EvidenceStore
 
 #: The outcomes an operator must look at when a platform drifts.
 DRIFT_OUTCOMES = tuple(values(ANOMALIES))

@@ -12,8 +12,8 @@ from datetime import datetime
 
 from lxml import html as lxml_html
 
-from observatoire.browser import BrowserPool
 from observatoire.clock import PARIS
+from observatoire.robot.browser import BrowserPool
 
 
 def stamped_html(page: bytes, url: str, when: datetime, note: str = "") -> str:

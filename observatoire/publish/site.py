@@ -20,9 +20,15 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import Engine, func, select, text
 
-from observatoire import __version__, releases
-from observatoire.charts import share_trend
-from observatoire.choropleth import (
+from observatoire import __version__
+from observatoire.clock import PARIS
+from observatoire.config import reference_departments
+from observatoire.db.models import Probe
+from observatoire.db.types import UTCDateTime
+from observatoire.french import MONTHS_FR
+from observatoire.outcomes import OUTCOMES_FR
+from observatoire.publish.charts import share_trend
+from observatoire.publish.choropleth import (
     CREDIT,
     OVERSEAS_NAMES,
     RETIRED_CLASS,
@@ -30,16 +36,7 @@ from observatoire.choropleth import (
     legend,
     render_map,
 )
-from observatoire.clock import PARIS
-from observatoire.config import reference_departments
-from observatoire.db.models import Probe
-from observatoire.db.types import UTCDateTime
-from observatoire.evidence import EvidenceStore
-from observatoire.french import MONTHS_FR
-from observatoire.outcomes import OUTCOMES_FR
-from observatoire.publish import publish_dir
-from observatoire.settings import Settings
-from observatoire.site_views import (
+from observatoire.publish.site_views import (
     de_month,
     detail_fr,
     episode_gaps,
@@ -51,6 +48,10 @@ from observatoire.site_views import (
     retired_targets,
     with_cimade_percent,
 )
+from observatoire.publish.swap import publish_dir
+from observatoire.record import releases
+from observatoire.record.evidence import EvidenceStore
+from observatoire.settings import Settings
 from observatoire.stats import (
     CIMADE_CLASSES,
     METHOD_VERSION,
@@ -61,7 +62,7 @@ from observatoire.stats import (
     probe_time_range,
 )
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 TREND_MONTHS = 24
 
 
