@@ -367,7 +367,7 @@ class PolitePolicy:
         """Make sure this process holds the host in the database for one more request:
         reuse the hold kept since its last request, extend it when it runs short, or
         take the host (waiting for other processes) when it holds nothing."""
-        from observatoire.leases import extend_host
+        from observatoire.robot.leases import extend_host
 
         if gate.linger is not None:
             gate.linger.cancel()
