@@ -132,7 +132,8 @@ def episodes(engine: Engine, now: datetime | None = None) -> pd.DataFrame:
         frame[col] = pd.to_datetime(frame[col], utc=True, format="mixed")
     now = now or datetime.now(UTC)
     frame["ongoing"] = frame["end_at"].isna()
-    ends = frame["end_at"].fillna(pd.Timestamp(now))
+    # Same unit and zone as the column: pandas will refuse a mismatched fill value.
+    ends = frame["end_at"].fillna(pd.Timestamp(now).as_unit(frame["end_at"].dt.unit))
     frame["duration_days"] = (ends - frame["start"]).dt.total_seconds() / 86400
     return frame
 
