@@ -13,7 +13,6 @@ interval contains the true survival.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import tempfile
 from datetime import UTC, datetime, timedelta
@@ -28,8 +27,7 @@ from observatoire.db.migrate import upgrade
 from observatoire.record.evidence import EvidenceStore
 from observatoire.record.releases import survivals
 from observatoire.record.store import sync_targets
-from observatoire.robot.followup import drive
-from observatoire.robot.politeness import PolitePolicy
+from observatoire.robot.followup import drive_month
 from observatoire.simulator import start_simulator
 from observatoire.simulator.scenario import Scenario
 
@@ -111,23 +109,15 @@ def run_one(
         path.write_text(yaml.safe_dump(doc, allow_unicode=True), "utf-8")
         config = load_config(path)
         sync_targets(engine, config.targets, START)
-        policy = PolitePolicy(UA, 0.0, 10.0)
-
-        async def go() -> None:
-            try:
-                await drive(
-                    config.targets,
-                    start=START,
-                    end=end,
-                    clock=clock,
-                    engine=engine,
-                    evidence=EvidenceStore(folder / "evidence"),
-                    policy=policy,
-                )
-            finally:
-                await policy.aclose()
-
-        asyncio.run(go())
+        drive_month(
+            config.targets,
+            start=START,
+            end=end,
+            clock=clock,
+            engine=engine,
+            evidence=EvidenceStore(folder / "evidence"),
+            user_agent=UA,
+        )
         truth = sim.state.release_truth(START, end)
         conduct = sim.state.conduct.report()
     measured = [s for s in survivals(engine, end) if not s.missed]

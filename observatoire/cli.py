@@ -280,12 +280,6 @@ def targets_list(
 
 
 # -- probe ----------------------------------------------------------------------------
-def _is_loopback(host: str) -> bool:
-    from observatoire.robot.politeness import is_loopback
-
-    return is_loopback(host)
-
-
 @app.command()
 @friendly_errors
 def probe(
@@ -669,6 +663,7 @@ def site_build(
     """Render the static French site and publish it atomically into the folder. The
     folder must be new, empty or a site published here before (it holds a
     `.observatoire-site` file): any other folder is refused, never replaced."""
+    from observatoire.publish.service import simulated_targets
     from observatoire.publish.site import build_site, context_from_settings
     from observatoire.publish.swap import check_target
 
@@ -676,7 +671,7 @@ def site_build(
     check_target(target)  # before any work: a folder that is not ours is refused
     engine = _engine()
     if simulated is None:
-        simulated = _simulated_targets(engine)
+        simulated = simulated_targets(engine)
     # The open data is not recomputed here: the last `export` (if any) is published.
     export_dir = settings().export_dir
     index = build_site(
@@ -686,20 +681,6 @@ def site_build(
         open_data=export_dir if (export_dir / "datapackage.json").exists() else None,
     )
     out.print(f"site published: {index}", highlight=False)
-
-
-def _simulated_targets(engine) -> bool:  # type: ignore[no-untyped-def]
-    """True when the database's targets live on loopback (the simulator)."""
-    from urllib.parse import urlsplit
-
-    from sqlalchemy import select
-    from sqlalchemy.orm import Session
-
-    from observatoire.db.models import TargetRow
-
-    with Session(engine) as session:
-        urls = session.scalars(select(TargetRow.url)).all()
-    return any(_is_loopback(urlsplit(u).netloc) for u in urls)
 
 
 @app.command()
@@ -721,59 +702,25 @@ def publish(
     runs once a day."""
     import threading
 
-    from observatoire.publish.export import check_export_target, export_all
-    from observatoire.publish.site import build_site, context_from_settings
-    from observatoire.publish.swap import check_target
-    from observatoire.record.evidence import EvidenceStore
-    from observatoire.record.retention import prune_evidence
+    from observatoire.publish.service import check_folders, publish_loop
 
     s = settings()
     # Both folders are checked before anything is written: a refused publication (a
     # folder observatoire did not create, exit 2) leaves no file behind.
-    check_target(s.site_dir)
-    check_export_target(s.export_dir)
+    check_folders(s)
     engine = _engine()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    pruned_on = None
-    while True:
-        started = time.monotonic()
-        try:
-            if every and pruned_on != date.today():
-                # Long-running (compose): the evidence retention runs once a day too.
-                report = prune_evidence(
-                    engine,
-                    EvidenceStore(s.evidence_dir),
-                    datetime.now(UTC),
-                    s.evidence_retention_days,
-                )
-                pruned_on = date.today()
-                out.print(f"evidence retention: {report.files_deleted} files deleted")
-            # Both, explicitly: the open data first, then the site that publishes a copy.
-            # The folders are checked again first: they may have changed since the last run.
-            check_target(s.site_dir)
-            check_export_target(s.export_dir)
-            simulated = _simulated_targets(engine)
-            files = [f.path for f in export_all(engine, s.export_dir, simulated=simulated)]
-            index = build_site(
-                engine, s.site_dir, context_from_settings(simulated), open_data=s.export_dir
-            )
-        except PublishRefused:
-            raise  # the folder is not ours: retrying cannot help
-        except Exception as exc:  # noqa: BLE001 - a long-running job reports and retries
-            if not every:
-                raise
-            err.print(f"publication failed (previous site kept): {exc!r}", highlight=False)
-        else:
-            out.print(
-                f"published in {time.monotonic() - started:.1f} s: {len(files)} open-data "
-                f"files in {s.export_dir}, site {index}",
-                highlight=False,
-            )
-            out.file.flush()
-        if not every or stop.wait(every * 60):
-            return
+
+    def say(line: str) -> None:
+        out.print(line, highlight=False)
+        out.file.flush()
+
+    def warn(line: str) -> None:
+        err.print(line, highlight=False)
+
+    publish_loop(engine, s, every, stop, say=say, warn=warn)
 
 
 @app.command()
@@ -955,10 +902,7 @@ def status(
     if as_json:
         typer.echo(json.dumps(report.as_dict(), ensure_ascii=False, default=str))
     else:
-        table = Table("target", "last probe (Paris)", "outcome", "24 h mix", "flag")
-        for row in report.rows:
-            table.add_row(row["target"], row["last"], row["outcome"], row["mix"], row["flag"])
-        out.print(table)
+        out.print(report.table())
         for flag in report.flags:
             err.print(f"needs a human: {flag}", highlight=False, markup=False)
     if report.flags:

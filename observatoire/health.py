@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
+from rich.table import Table
 from sqlalchemy import Engine, text
 
 from observatoire.config import Target
@@ -65,6 +66,13 @@ class HealthReport:
     def flags(self) -> list[str]:
         """The findings as the lines `status` prints (and `flags` in its JSON)."""
         return [f.line for f in self.findings]
+
+    def table(self) -> Table:
+        """The per-target table `status` prints for a person at a terminal."""
+        table = Table("target", "last probe (Paris)", "outcome", "24 h mix", "flag")
+        for row in self.rows:
+            table.add_row(row["target"], row["last"], row["outcome"], row["mix"], row["flag"])
+        return table
 
     def as_dict(self) -> dict[str, object]:
         """The `status --json` document, schema STATUS_SCHEMA_VERSION (documented in

@@ -26,13 +26,14 @@ from observatoire.db.migrate import upgrade
 from observatoire.db.models import Probe
 from observatoire.outcomes import Outcome, ProbeResult
 from observatoire.record.evidence import EvidenceStore
-from observatoire.record.store import ProbeRecord, save_probe, sync_targets
+from observatoire.record.store import save_probe, sync_targets
 from observatoire.robot.browser import BrowserPool
 from observatoire.robot.politeness import PolitePolicy
 from observatoire.simulator import RunningSimulator
 from observatoire.simulator.scenario import RdvDemarche
 from observatoire.simulator.server import TruthRecord
 from tests.conftest import DEMO_CONFIG, REQUIRE_ALL, T0
+from tests.factories import probe_record
 
 UA = "observatoire/test (+https://example.org/contact)"
 AXE = Path(__file__).resolve().parents[1] / "node" / "node_modules" / "axe-core" / "axe.min.js"
@@ -287,24 +288,17 @@ def test_queue_orders_never_observed_then_most_overdue(engine: Engine) -> None:
     def record(target: Target, hours_ago: float) -> None:
         when = T0 - timedelta(hours=hours_ago)
         result = ProbeResult(Outcome.NO_SLOT)
-        save_probe(
-            engine,
-            evidence,
-            ProbeRecord(
-                target.id,
-                None,
-                when,
-                when,
-                result,
-                4,
-                1,
-                10,
-                "rdv_prefecture",
-                "1.0",
-                mode="assisted",
-                volunteer=PSEUDONYM,
-            ),
+        record = probe_record(
+            target.id,
+            when,
+            result,
+            requests_made=4,
+            adapter="rdv_prefecture",
+            adapter_version="1.0",
+            mode="assisted",
+            volunteer=PSEUDONYM,
         )
+        save_probe(engine, evidence, record)
 
     a, b, c = chosen
     record(a, hours_ago=10)  # 240-minute interval: 6 h overdue
@@ -464,24 +458,17 @@ def test_queue_puts_imminent_announced_releases_first(engine: Engine) -> None:
     release = T0 + timedelta(minutes=75)
 
     def record(target: Target, when: datetime, result: ProbeResult) -> None:
-        save_probe(
-            engine,
-            evidence,
-            ProbeRecord(
-                target.id,
-                None,
-                when,
-                when,
-                result,
-                4,
-                1,
-                10,
-                "rdv_prefecture",
-                "2.0",
-                mode="assisted",
-                volunteer=PSEUDONYM,
-            ),
+        record = probe_record(
+            target.id,
+            when,
+            result,
+            requests_made=4,
+            adapter="rdv_prefecture",
+            adapter_version="2.0",
+            mode="assisted",
+            volunteer=PSEUDONYM,
         )
+        save_probe(engine, evidence, record)
 
     record(a, T0 - timedelta(hours=10), ProbeResult(Outcome.NO_SLOT))
     record(b, T0 - timedelta(hours=1), ProbeResult(Outcome.NO_SLOT, release_next_at=release))

@@ -25,11 +25,12 @@ from observatoire.db.models import CaptureRow, Contributor, Probe, ProbeDay
 from observatoire.outcomes import Outcome, ProbeResult
 from observatoire.record.evidence import EvidenceStore
 from observatoire.record.rollups import rebuild
-from observatoire.record.store import ProbeRecord, save_probe, sync_targets
+from observatoire.record.store import save_probe, sync_targets
 from observatoire.robot.browser import BrowserPool
 from observatoire.simulator import RunningSimulator
 from tests.captures_support import RDV, capture_server, walk_to_slots
 from tests.conftest import DEMO_CONFIG, REQUIRE_ALL, T0
+from tests.factories import probe_record
 
 HAUTS_DE_SEINE = "92-titre-sejour-rdvpref-3327"
 
@@ -121,7 +122,9 @@ def test_rate_limiter() -> None:
 
 def robot_probe(engine: Engine, evidence: EvidenceStore, at, outcome: Outcome) -> int:  # type: ignore[no-untyped-def]
     result = ProbeResult(outcome, "", page=b"<html>robot</html>")
-    record = ProbeRecord(HAUTS_DE_SEINE, None, at, at, result, 3, 1, 10, "rdv_prefecture", "x")
+    record = probe_record(
+        HAUTS_DE_SEINE, at, result, requests_made=3, adapter="rdv_prefecture", adapter_version="x"
+    )
     return save_probe(engine, evidence, record)
 
 

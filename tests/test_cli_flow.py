@@ -6,19 +6,14 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from typer.testing import CliRunner
 
-from observatoire.cli import app
 from observatoire.config import load_config
 from observatoire.db import Probe, make_engine
 from observatoire.robot.sweep import split_probeable
 from observatoire.simulator import RunningSimulator
 
 from .conftest import DEMO_CONFIG, REPO
-
-
-def invoke(*args: str):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(app, list(args))
+from .factories import VALID_TARGETS, invoke
 
 
 def test_probe_all_then_stats_export_site(
@@ -63,13 +58,7 @@ def test_probe_all_then_stats_export_site(
 
 def test_probe_refuses_real_hosts_without_contact(cli_env: dict[str, str], tmp_path: Path) -> None:
     config = tmp_path / "real.yaml"
-    config.write_text(
-        (REPO / "tests" / "test_config.py")
-        .read_text("utf-8")
-        .split('VALID = """\\\n')[1]
-        .split('"""')[0],
-        encoding="utf-8",
-    )
+    config.write_text(VALID_TARGETS, encoding="utf-8")
     assert invoke("db", "upgrade").exit_code == 0
     result = invoke("probe", "--all", "--config", str(config))
     assert result.exit_code == 2

@@ -14,40 +14,12 @@ from observatoire.cli import app
 from observatoire.config import ConfigError, load_config, reference_departments
 
 from .conftest import DEMO_CONFIG, REPO
-
-VALID = """\
-version: 1
-defaults:
-  interval_minutes: 60
-procedures:
-  renouvellement: Renouvellement
-  naturalisation: Naturalisation
-departments:
-  - code: "92"
-    name: Hauts-de-Seine
-    prefecture: Nanterre
-    targets:
-      - id: 92-renouvellement-1
-        procedure: renouvellement
-        label: Renouvellement
-        platform: legacy_booking
-        url: https://www.hauts-de-seine.gouv.fr/booking/create/12249
-        options: {planning: 15538}
-      - id: 92-naturalisation-2
-        procedure: naturalisation
-        label: Naturalisation
-        platform: legacy_booking
-        url: https://www.hauts-de-seine.gouv.fr/booking/create/13525
-  - code: "2A"
-    name: Corse-du-Sud
-    prefecture: Ajaccio
-    targets: []
-"""
+from .factories import VALID_TARGETS
 
 
 def mutate(old: str, new: str) -> str:
-    assert old in VALID, old
-    return VALID.replace(old, new, 1)
+    assert old in VALID_TARGETS, old
+    return VALID_TARGETS.replace(old, new, 1)
 
 
 # (name, file text, expected line, expected field fragment, expected message fragment)
@@ -268,7 +240,7 @@ def test_malformed_file_is_reported_with_line_and_field(
 
 def test_the_valid_example_is_valid(tmp_path: Path) -> None:
     path = tmp_path / "ok.yaml"
-    path.write_text(VALID, encoding="utf-8")
+    path.write_text(VALID_TARGETS, encoding="utf-8")
     cfg = load_config(path)
     assert [t.id for t in cfg.targets] == ["92-renouvellement-1", "92-naturalisation-2"]
     assert cfg.targets[0].options["planning"] == 15538

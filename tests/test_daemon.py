@@ -28,6 +28,7 @@ from observatoire.robot.leases import acquire, release
 from observatoire.simulator import RunningSimulator
 
 from .conftest import DEMO_CONFIG, REPO
+from .factories import add_probe, robot_env
 
 LEGACY_ONLY = """version: 1
 defaults: {interval_minutes: 60}
@@ -60,20 +61,7 @@ departments:
 
 @pytest.fixture
 def daemon_env(tmp_path: Path, live_simulator: RunningSimulator) -> dict[str, str]:
-    db = f"sqlite:///{tmp_path / 'd.sqlite'}"
-    upgrade(db)
-    (tmp_path / "targets.yaml").write_text(LEGACY_ONLY, encoding="utf-8")
-    env = {
-        **os.environ,
-        "OBSERVATOIRE_DATABASE_URL": db,
-        "OBSERVATOIRE_DATA_DIR": str(tmp_path / "data"),
-        "OBSERVATOIRE_MIN_DELAY_SECONDS": "0",
-        "OBSERVATOIRE_RETRY_BASE_SECONDS": "0",
-        "SIM": live_simulator.base_url,
-        "CFG": str(tmp_path / "targets.yaml"),
-    }
-    env.pop("OBSERVATOIRE_CONTACT_URL", None)
-    return env
+    return robot_env(tmp_path, LEGACY_ONLY, SIM=live_simulator.base_url)
 
 
 def start_daemon(env: dict[str, str], every: float = 1.0) -> subprocess.Popen[str]:
@@ -212,22 +200,7 @@ def test_status_flags_what_needs_a_human(
                     (now - timedelta(hours=i), "unrecognized"),
                     (now - timedelta(days=3, hours=i), "no_slot"),
                 ):
-                    s.add(
-                        Probe(
-                            target_id=target,
-                            started_at=when,
-                            finished_at=when,
-                            outcome=outcome,
-                            detail="",
-                            requests_made=1,
-                            attempts=1,
-                            duration_ms=1,
-                            adapter="legacy_booking",
-                            adapter_version="1.0",
-                            robot_version="0",
-                            mode="auto",
-                        )
-                    )
+                    add_probe(s, target, when, outcome)
     args = ["status", "--config", str(DEMO_CONFIG), "--simulator-url", simulator.base_url]
     result = CliRunner().invoke(app, [*args, "--log-json"])
     assert result.exit_code == 1

@@ -14,43 +14,15 @@ from observatoire.cli import app
 from observatoire.db import DatabaseNotReady, Probe, TargetRow, make_engine, require_migrated
 from observatoire.db.migrate import downgrade, head_revision, upgrade
 
+from .factories import probe_row, target_row
+
 
 def _target(now: datetime) -> TargetRow:
-    return TargetRow(
-        id="92-x",
-        department="92",
-        department_name="Hauts-de-Seine",
-        prefecture="Nanterre",
-        procedure="x",
-        procedure_name="X",
-        label="X",
-        platform="legacy_booking",
-        url="http://127.0.0.1/x/booking/create/1",
-        site=None,
-        options={"planning": 1},
-        interval_minutes=60,
-        enabled=True,
-        config_hash="0" * 16,
-        created_at=now,
-        updated_at=now,
-    )
+    return target_row("92-x", procedure="x", prefecture="Nanterre", created=now)
 
 
 def _probe(started: datetime, outcome: str = "no_slot") -> Probe:
-    return Probe(
-        target_id="92-x",
-        started_at=started,
-        finished_at=started,
-        outcome=outcome,
-        detail="",
-        requests_made=3,
-        attempts=1,
-        duration_ms=5,
-        adapter="legacy_booking",
-        adapter_version="1.0",
-        robot_version="0.1.0",
-        mode="auto",
-    )
+    return probe_row("92-x", started, outcome)
 
 
 def test_upgrade_downgrade_upgrade(db_url: str) -> None:

@@ -26,54 +26,17 @@ from observatoire.robot.sweep import run_sweep
 from observatoire.simulator import RunningSimulator
 
 from .conftest import DEMO_CONFIG, REQUIRE_ALL, need_chromium
+from .factories import SEINE_SAINT_DENIS, add_probe, add_target
 
 
 def _insert(engine, evidence: EvidenceStore, times: list[str], outcome: str = "no_slot") -> None:  # type: ignore[no-untyped-def]
-    now = datetime(2026, 1, 1, tzinfo=UTC)
     with Session(engine) as s, s.begin():
         if s.get(TargetRow, "93-x") is None:
-            s.add(
-                TargetRow(
-                    id="93-x",
-                    department="93",
-                    department_name="Seine-Saint-Denis",
-                    prefecture="Bobigny",
-                    procedure="titre-sejour",
-                    procedure_name="Titre de séjour",
-                    label="Vie privée <b>",
-                    platform="legacy_booking",
-                    url="https://www.seine-saint-denis.gouv.fr/booking/create/9845",
-                    site=None,
-                    options={},
-                    interval_minutes=60,
-                    enabled=True,
-                    config_hash="0" * 16,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            s.flush()
+            add_target(s, "93-x", **{**SEINE_SAINT_DENIS, "label": "Vie privée <b>"})
         for at in times:
-            when = datetime.fromisoformat(at)
             page = f"<html><body>Il n'existe plus de plage horaire libre ({at})</body></html>"
             sha = evidence.put(page.encode(), "html")
-            s.add(
-                Probe(
-                    target_id="93-x",
-                    started_at=when,
-                    finished_at=when,
-                    outcome=outcome,
-                    detail="",
-                    requests_made=5,
-                    attempts=1,
-                    duration_ms=10,
-                    adapter="legacy_booking",
-                    adapter_version="1.0",
-                    robot_version="0",
-                    mode="auto",
-                    page_sha256=sha,
-                )
-            )
+            add_probe(s, "93-x", at, outcome, requests_made=5, duration_ms=10, page_sha256=sha)
 
 
 def test_iso_weeks_across_a_year_boundary(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -25,9 +25,8 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from observatoire.cli import app
-from observatoire.db import Probe, TargetRow, make_engine
+from observatoire.db import make_engine
 from observatoire.db.migrate import upgrade
-from observatoire.db.models import Contributor
 from observatoire.publish.dossier import (
     SIMULATED_MARK,
     DossierError,
@@ -39,7 +38,9 @@ from observatoire.publish.dossier import (
 )
 from observatoire.record.evidence import EvidenceStore
 
+from . import factories
 from .conftest import REQUIRE_ALL, need_chromium
+from .factories import insert_contributor
 
 NO_SLOT = (
     "Il n'existe plus de plage horaire libre pour votre demande de rendez-vous. "
@@ -74,29 +75,18 @@ def add_target(  # type: ignore[no-untyped-def]
     url: str = REAL_URL,
     procedure: str = "renouvellement",
 ) -> str:
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    with Session(engine) as s, s.begin():
-        s.add(
-            TargetRow(
-                id=tid,
-                department="93",
-                department_name="Seine-Saint-Denis",
-                prefecture="Bobigny",
-                procedure=procedure,
-                procedure_name="Renouvellement d'un titre de séjour",
-                label="Renouvellement - guichet du matin",
-                platform="legacy_booking",
-                url=url,
-                site=None,
-                options={"planning": 9846},
-                interval_minutes=60,
-                enabled=True,
-                config_hash="0" * 16,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-    return tid
+    return factories.add_target(
+        engine,
+        tid,
+        "93",
+        "Seine-Saint-Denis",
+        procedure,
+        prefecture="Bobigny",
+        procedure_name="Renouvellement d'un titre de séjour",
+        label="Renouvellement - guichet du matin",
+        url=url,
+        options={"planning": 9846},
+    )
 
 
 def add_probes(  # type: ignore[no-untyped-def]
@@ -115,40 +105,20 @@ def add_probes(  # type: ignore[no-untyped-def]
     with Session(engine) as s, s.begin():
         for when in times:
             body = page if page is not None else no_slot_page(f"<!-- {when.isoformat()} -->")
-            s.add(
-                Probe(
-                    target_id=tid,
-                    started_at=when,
-                    finished_at=when,
-                    outcome=outcome,
-                    detail=detail,
-                    requests_made=3,
-                    attempts=1,
-                    duration_ms=10,
-                    adapter="legacy_booking",
-                    adapter_version="1.0",
-                    robot_version="0",
-                    mode=mode,
-                    volunteer=volunteer,
-                    contributor_id=contributor,
-                    page_sha256=evidence.put(body, "html"),
-                    screenshot_sha256=evidence.put(screenshot, "png") if screenshot else None,
-                )
+            factories.add_probe(
+                s,
+                tid,
+                when,
+                outcome,
+                detail=detail,
+                requests_made=3,
+                duration_ms=10,
+                mode=mode,
+                volunteer=volunteer,
+                contributor_id=contributor,
+                page_sha256=evidence.put(body, "html"),
+                screenshot_sha256=evidence.put(screenshot, "png") if screenshot else None,
             )
-
-
-def add_contributor(engine, pseudonym: str, role: str = "applicant", opted_in: bool = False) -> int:  # type: ignore[no-untyped-def]
-    with Session(engine) as s, s.begin():
-        row = Contributor(
-            pseudonym=pseudonym,
-            role=role,
-            opted_in=opted_in,
-            token_sha256=hashlib.sha256(pseudonym.encode()).hexdigest(),
-            created_at=datetime(2026, 1, 1, tzinfo=UTC),
-        )
-        s.add(row)
-        s.flush()
-        return row.id
 
 
 def text_of(page: str) -> str:
@@ -413,8 +383,8 @@ def test_pdf_pages_carry_header_and_footer(sqlite_url: str, tmp_path: Path) -> N
 def test_applicant_dossier_from_their_own_captures(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     evidence = EvidenceStore(tmp_path / "ev")
     tid = add_target(engine)
-    amina = add_contributor(engine, "amina-93")
-    other = add_contributor(engine, "autre-demandeur")
+    amina = insert_contributor(engine, "amina-93")
+    other = insert_contributor(engine, "autre-demandeur")
     t = datetime(2026, 3, 2, 9, tzinfo=UTC)
     own = [t, t + timedelta(days=3, hours=5), t + timedelta(days=11, hours=2)]
     add_probes(
@@ -453,9 +423,7 @@ def test_opening_hours_in_the_targets_file(tmp_path: Path) -> None:
     from observatoire.config import ConfigError, load_config
     from observatoire.publish.dossier import opening_hours_of
 
-    from .test_config import VALID
-
-    good = VALID.replace(
+    good = factories.VALID_TARGETS.replace(
         "        options: {planning: 15538}\n",
         '        options: {planning: 15538}\n        opening_hours: "lun-ven 09:00-12:00"\n',
     )

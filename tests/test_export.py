@@ -19,11 +19,10 @@ from observatoire.publish.export import ExportFilter, export_all
 from observatoire.publish.site import SiteContext, build_site
 from observatoire.record.evidence import EvidenceStore
 
-from .test_rollups import PRIVATE_PAGE, mixed_probes
-from .test_stats import filled, week  # noqa: F401  (fixtures)
+from .factories import PRIVATE_PAGE, mixed_probes
 
 
-def test_csv_package_validates_with_frictionless(filled: Engine, tmp_path: Path) -> None:  # noqa: F811
+def test_csv_package_validates_with_frictionless(filled: Engine, tmp_path: Path) -> None:
     files = export_all(filled, tmp_path / "out")
     report = validate(str(tmp_path / "out" / "datapackage.json"))
     assert report.valid, report.flatten(["type", "message"])[:5]
@@ -46,14 +45,14 @@ def test_csv_package_validates_with_frictionless(filled: Engine, tmp_path: Path)
         assert hashlib.sha256((tmp_path / "out" / name).read_bytes()).hexdigest() == digest
 
 
-def test_tampered_export_fails_validation(filled: Engine, tmp_path: Path) -> None:  # noqa: F811
+def test_tampered_export_fails_validation(filled: Engine, tmp_path: Path) -> None:
     export_all(filled, tmp_path / "out")
     with (tmp_path / "out" / "probes.csv").open("a") as fh:
         fh.write("92-a,92,p,legacy_booking,auto,,,,no_slot,,,,,,1,1,1,x,1,0,,\n")
     assert not validate(str(tmp_path / "out" / "datapackage.json")).valid
 
 
-def test_filters(filled: Engine, tmp_path: Path) -> None:  # noqa: F811
+def test_filters(filled: Engine, tmp_path: Path) -> None:
     flt = ExportFilter(since=date(2026, 3, 1), until=date(2026, 3, 31), department="92")
     export_all(filled, tmp_path / "f", flt=flt)
     probes = pd.read_csv(tmp_path / "f" / "probes.csv", dtype={"department": str})
@@ -64,7 +63,7 @@ def test_filters(filled: Engine, tmp_path: Path) -> None:  # noqa: F811
     assert validate(str(tmp_path / "f" / "datapackage.json")).valid
 
 
-def test_parquet(week: Engine, tmp_path: Path) -> None:  # noqa: F811
+def test_parquet(week: Engine, tmp_path: Path) -> None:
     files = export_all(week, tmp_path / "p", fmt="parquet")
     table = pq.read_table(tmp_path / "p" / "probes.parquet")
     assert table.num_rows == 8
@@ -98,7 +97,7 @@ def test_empty_database_exports_empty_valid_files(engine: Engine, tmp_path: Path
         assert validate(str(tmp_path / fmt / "datapackage.json")).valid
 
 
-def test_csv_neutralises_formula_cells_but_not_numbers(filled: Engine, tmp_path: Path) -> None:  # noqa: F811
+def test_csv_neutralises_formula_cells_but_not_numbers(filled: Engine, tmp_path: Path) -> None:
     from sqlalchemy.orm import Session
 
     from observatoire.db import Probe, TargetRow

@@ -10,30 +10,24 @@ import hashlib
 import json
 import os
 import stat
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
-from typer.testing import CliRunner
 
-from observatoire.cli import app
-from observatoire.db import Probe, TargetRow, make_engine
+from observatoire.db import Probe, make_engine
 from observatoire.publish.dossier import DossierError, build_dossier, verify
 from observatoire.publish.swap import MARKER
 from observatoire.record.evidence import EvidenceStore
 from observatoire.record.rollups import rebuild
 
+from . import factories
+from .factories import SEINE_SAINT_DENIS, add_target, invoke
+
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c6360f8cf00000301010018dd8db40000000049454e44ae426082"
 )
-
-
-def invoke(*args: str):  # type: ignore[no-untyped-def]
-    result = CliRunner().invoke(app, list(args))
-    assert "Traceback" not in result.output + result.stderr, result.output + result.stderr
-    return result
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -44,56 +38,21 @@ def snapshot(folder: Path) -> dict[str, str]:
     }
 
 
-def add_target(engine, tid: str, dept: str = "93") -> None:  # type: ignore[no-untyped-def]
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    with Session(engine) as s, s.begin():
-        s.add(
-            TargetRow(
-                id=tid,
-                department=dept,
-                department_name="Seine-Saint-Denis",
-                prefecture="Bobigny",
-                procedure="titre-sejour",
-                procedure_name="Titre de séjour",
-                label="Vie privée",
-                platform="legacy_booking",
-                url="https://www.seine-saint-denis.gouv.fr/booking/create/9845",
-                site=None,
-                options={},
-                interval_minutes=60,
-                enabled=True,
-                config_hash="0" * 16,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-
-
 def add_probe(  # type: ignore[no-untyped-def]
     engine, evidence: EvidenceStore, tid: str, at: str, outcome: str = "no_slot", shot: bool = False
 ) -> tuple[str, str | None]:
-    when = datetime.fromisoformat(at)
     page = evidence.put(f"<html><body>{tid} {at}</body></html>".encode(), "html")
     png = evidence.put(PNG + at.encode(), "png") if shot else None
-    with Session(engine) as s, s.begin():
-        s.add(
-            Probe(
-                target_id=tid,
-                started_at=when,
-                finished_at=when,
-                outcome=outcome,
-                detail="",
-                requests_made=3,
-                attempts=1,
-                duration_ms=10,
-                adapter="legacy_booking",
-                adapter_version="1.0",
-                robot_version="0",
-                mode="auto",
-                page_sha256=page,
-                screenshot_sha256=png,
-            )
-        )
+    factories.add_probe(
+        engine,
+        tid,
+        at,
+        outcome,
+        requests_made=3,
+        duration_ms=10,
+        page_sha256=page,
+        screenshot_sha256=png,
+    )
     return page, png
 
 
@@ -103,7 +62,7 @@ def data(cli_env: dict[str, str]) -> Path:
     assert invoke("db", "upgrade").exit_code == 0
     engine = make_engine(cli_env["OBSERVATOIRE_DATABASE_URL"])
     evidence = EvidenceStore(Path(cli_env["OBSERVATOIRE_DATA_DIR"]) / "evidence")
-    add_target(engine, "93-a")
+    add_target(engine, "93-a", **SEINE_SAINT_DENIS)
     add_probe(engine, evidence, "93-a", "2026-03-02T09:00:00+00:00")
     add_probe(engine, evidence, "93-a", "2026-03-10T09:00:00+00:00", shot=True)
     rebuild(engine)  # the rollups the site reads
@@ -217,7 +176,7 @@ def test_dossier_refuses_a_foreign_folder_and_never_mixes_targets(
 ) -> None:
     engine = make_engine(cli_env["OBSERVATOIRE_DATABASE_URL"])
     evidence = EvidenceStore(data / "evidence")
-    add_target(engine, "93-b")
+    add_target(engine, "93-b", **SEINE_SAINT_DENIS)
     page_b, _ = add_probe(engine, evidence, "93-b", "2026-03-03T09:00:00+00:00")
     foreign = tmp_path / "documents"
     foreign.mkdir()

@@ -8,7 +8,6 @@ at a kill are mostly the long `available` ones.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -26,6 +25,7 @@ from observatoire.simulator import RunningSimulator, start_simulator
 from observatoire.simulator.scenario import Scenario
 
 from .conftest import REPO
+from .factories import robot_env
 
 SCENARIO = {
     "seed": 7,
@@ -85,20 +85,8 @@ def sim() -> Iterator[RunningSimulator]:
 
 @pytest.fixture
 def env(tmp_path: Path, sim: RunningSimulator) -> dict[str, str]:
-    db = f"sqlite:///{tmp_path / 'd.sqlite'}"
-    upgrade(db)
-    (tmp_path / "targets.yaml").write_text(TARGETS, encoding="utf-8")
-    values = {
-        **os.environ,
-        "OBSERVATOIRE_DATABASE_URL": db,
-        "OBSERVATOIRE_DATA_DIR": str(tmp_path / "data"),
-        # Loopback only: long enough that a kill often lands inside a probe.
-        "OBSERVATOIRE_MIN_DELAY_SECONDS": "0.1",
-        "OBSERVATOIRE_RETRY_BASE_SECONDS": "0",
-        "CFG": str(tmp_path / "targets.yaml"),
-    }
-    values.pop("OBSERVATOIRE_CONTACT_URL", None)
-    return values
+    # Loopback only: a delay long enough that a kill often lands inside a probe.
+    return robot_env(tmp_path, TARGETS, OBSERVATOIRE_MIN_DELAY_SECONDS="0.1")
 
 
 def robot(env: dict[str, str], sim: RunningSimulator, *args: str) -> subprocess.Popen[str]:

@@ -35,7 +35,7 @@ from observatoire.outcomes import (
 )
 from observatoire.record.rollups import rebuild
 
-from .test_stats import add_target
+from .factories import add_probe, add_target
 
 REPO = Path(__file__).resolve().parents[1]
 T = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
@@ -118,23 +118,13 @@ def test_python_and_sql_classes_agree_at_every_bound(engine: Engine) -> None:
             started = T + timedelta(hours=i)
             at = [started + timedelta(days=d) if d is not None else None for d in (first, second)]
             expected.append(cimade_class(outcome, started, at[0], at[1]))
-            s.add(
-                Probe(
-                    target_id="92-a",
-                    started_at=started,
-                    finished_at=started,
-                    outcome=outcome.value,
-                    detail="",
-                    first_slot_at=at[0],
-                    second_slot_at=at[1],
-                    requests_made=1,
-                    attempts=1,
-                    duration_ms=1,
-                    adapter="legacy_booking",
-                    adapter_version="1.0",
-                    robot_version="0",
-                    mode="auto",
-                )
+            add_probe(
+                s,
+                "92-a",
+                started,
+                outcome.value,
+                first_slot_at=at[0],
+                second_slot_at=at[1],
             )
     assert [e[0] if e else None for e in expected] == [
         "no_date",

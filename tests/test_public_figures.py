@@ -28,18 +28,8 @@ from observatoire.publish.site import SiteContext, build_site
 from observatoire.record.rollups import rebuild
 from observatoire.stats import StatsInput, cluster_interval, month_periods, monthly_stats, wilson
 
-from .test_site_browser import DEMO_END, shared_demo
-from .test_stats import add_probe, add_target
-
-
-@pytest.fixture(scope="session")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoReport:
-    return shared_demo(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture(scope="session")
-def demo_site(demo: DemoReport) -> Path:
-    return demo.site_index.parent.resolve()
+from .conftest import DEMO_END
+from .factories import add_probe, add_target
 
 
 def read(site: Path, rel: str) -> str:

@@ -6,7 +6,6 @@ survival interval contains the true survival, without a conduct violation."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -36,11 +35,12 @@ from observatoire.record.releases import (
     survivals,
 )
 from observatoire.record.store import ProbeRecord, save_probe, sync_targets
-from observatoire.robot.followup import FollowupPlanner, drive
-from observatoire.robot.politeness import PolitePolicy
+from observatoire.robot.followup import FollowupPlanner, drive_month
 from observatoire.simulator import start_simulator
 from observatoire.simulator.availability import batches_between, slot_state
 from observatoire.simulator.scenario import Profile, Scenario
+
+from .factories import probe_record
 
 UA = "observatoire-test/1.0 (+https://example.org/contact)"
 MONTH_START = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)  # a Monday
@@ -212,18 +212,8 @@ def test_summary_bounds_contain_every_compatible_median() -> None:
 
 # -- the table fed by probes -----------------------------------------------------------
 def _record(tid: str, at: datetime, result: ProbeResult, followup: bool = False) -> ProbeRecord:
-    return ProbeRecord(
-        target_id=tid,
-        scheduled_at=at,
-        started_at=at,
-        finished_at=at,
-        result=result,
-        requests_made=3,
-        attempts=1,
-        duration_ms=5,
-        adapter="legacy_booking",
-        adapter_version="t",
-        followup=followup,
+    return probe_record(
+        tid, at, result, requests_made=3, duration_ms=5, adapter_version="t", followup=followup
     )
 
 
@@ -331,23 +321,15 @@ def _month(tmp_path: Path, engine: Engine, followup: object) -> tuple[list[Survi
     with start_simulator(_scenario(), clock) as sim:
         config = load_config(_config(tmp_path, sim.base_url, followup))
         sync_targets(engine, config.targets, MONTH_START)
-        policy = PolitePolicy(UA, 0.0, 10.0)
-
-        async def run() -> None:
-            try:
-                await drive(
-                    config.targets,
-                    start=MONTH_START,
-                    end=end,
-                    clock=clock,
-                    engine=engine,
-                    evidence=EvidenceStore(tmp_path / "evidence"),
-                    policy=policy,
-                )
-            finally:
-                await policy.aclose()
-
-        asyncio.run(run())
+        drive_month(
+            config.targets,
+            start=MONTH_START,
+            end=end,
+            clock=clock,
+            engine=engine,
+            evidence=EvidenceStore(tmp_path / "evidence"),
+            user_agent=UA,
+        )
         truth = sim.state.release_truth(MONTH_START, end)
         conduct = sim.state.conduct.report()
     return survivals(engine, end), {"truth": truth, "conduct": conduct}

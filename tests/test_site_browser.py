@@ -7,41 +7,17 @@ from __future__ import annotations
 
 import functools
 import threading
-from datetime import UTC, datetime
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from observatoire.demo import DemoReport, run_demo
 from observatoire.robot.browser import BrowserPool
 
 from .conftest import REPO, REQUIRE_ALL
 
 AXE = REPO / "node" / "node_modules" / "axe-core" / "axe.min.js"
-
-
-#: The demo ends here; 40 days back is 1 March 12:00, so April is a partial month.
-DEMO_END = datetime(2026, 4, 10, 12, tzinfo=UTC)
-
-
-@functools.cache
-def shared_demo(base: Path) -> DemoReport:
-    """One demo run (simulator, robot, a simulated volunteer) per test session, shared by
-    every module that checks the public site (a fixture imported into two modules would
-    run twice)."""
-    return run_demo(base / "site-demo", days=40, every_hours=12, end=DEMO_END, show_progress=False)
-
-
-@pytest.fixture(scope="session")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoReport:
-    return shared_demo(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture(scope="session")
-def demo_site(demo: DemoReport) -> Path:
-    return demo.site_index.parent.resolve()
 
 
 class _Quiet(SimpleHTTPRequestHandler):

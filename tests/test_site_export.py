@@ -16,7 +16,7 @@ from observatoire.publish.site import SiteContext, build_site
 from observatoire.publish.swap import publish_dir
 from observatoire.record.rollups import rebuild
 
-from .test_stats import add_probe, add_target, mixed  # noqa: F401  (fixture)
+from .factories import add_probe, add_target
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_export_csv(small, tmp_path: Path) -> None:  # type: ignore[no-untyped-d
         assert s.query(TargetRow).count() == 1
 
 
-def test_unreliable_months_reach_the_site_and_the_csv(mixed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_unreliable_months_reach_the_site_and_the_csv(mixed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from frictionless import validate
 
     built = datetime(2026, 5, 2, tzinfo=UTC)

@@ -1,92 +1,19 @@
 """Monthly statistics on hand-computed cases: Europe/Paris month boundaries (DST
-included), coverage outcomes kept apart, targets without any valid probe."""
+included), coverage outcomes kept apart, targets without any valid probe.
+
+The hand-counted databases (`filled`, `week`, `mixed`) live in conftest.py: the export
+and site tests read the same ones."""
 
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
-from observatoire.db import Probe, TargetRow
-from observatoire.record.rollups import rebuild
 from observatoire.stats import episodes, monthly_stats, paris_months, wilson
-
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def add_target(
-    session: Session, tid: str, dept: str, name: str, procedure: str = "p", created: datetime = NOW
-) -> None:
-    session.add(
-        TargetRow(
-            id=tid,
-            department=dept,
-            department_name=name,
-            prefecture="X",
-            procedure=procedure,
-            procedure_name=procedure.upper(),
-            label="L",
-            platform="legacy_booking",
-            url=f"http://127.0.0.1/{tid}/booking/create/1",
-            site=None,
-            options={},
-            interval_minutes=60,
-            enabled=True,
-            config_hash="0" * 16,
-            created_at=created,
-            updated_at=created,
-        )
-    )
-    session.flush()
-
-
-def add_probe(session: Session, tid: str, at: str, outcome: str) -> None:
-    when = datetime.fromisoformat(at)
-    session.add(
-        Probe(
-            target_id=tid,
-            started_at=when,
-            finished_at=when,
-            outcome=outcome,
-            detail="",
-            requests_made=1,
-            attempts=1,
-            duration_ms=1,
-            adapter="legacy_booking",
-            adapter_version="1.0",
-            robot_version="0",
-            mode="auto",
-        )
-    )
-
-
-@pytest.fixture
-def filled(engine: Engine) -> Engine:
-    with Session(engine) as s, s.begin():
-        add_target(s, "92-a", "92", "Hauts-de-Seine", "renouvellement")
-        add_target(s, "92-b", "92", "Hauts-de-Seine", "naturalisation")
-        add_target(s, "2a-c", "2A", "Corse-du-Sud")
-        # 92-a, March 2026 (Paris): 3 no_slot, 1 available, 1 procedure_missing, 1 error.
-        add_probe(s, "92-a", "2026-02-28T23:30:00+00:00", "no_slot")  # 1 March 00:30 CET
-        add_probe(s, "92-a", "2026-03-10T10:00:00+00:00", "no_slot")
-        add_probe(s, "92-a", "2026-03-29T01:30:00+00:00", "no_slot")  # DST night
-        add_probe(s, "92-a", "2026-03-15T10:00:00+00:00", "available")
-        add_probe(s, "92-a", "2026-03-16T10:00:00+00:00", "procedure_missing")
-        add_probe(s, "92-a", "2026-03-17T10:00:00+00:00", "error")
-        # 31 March 22:30 UTC is 1 April 00:30 in Paris (CEST): April.
-        add_probe(s, "92-a", "2026-03-31T22:30:00+00:00", "available")
-        # 92-b, March: 1 blocked, 1 no_slot.
-        add_probe(s, "92-b", "2026-03-20T10:00:00+00:00", "blocked")
-        add_probe(s, "92-b", "2026-03-21T10:00:00+00:00", "no_slot")
-        # 2A: only coverage failures in March: no valid probe.
-        add_probe(s, "2a-c", "2026-03-05T10:00:00+00:00", "unrecognized")
-        add_probe(s, "2a-c", "2026-03-06T10:00:00+00:00", "error")
-    rebuild(engine)  # rows were inserted behind the rollups' back
-    return engine
 
 
 def row(frame: pd.DataFrame, **keys: object) -> pd.Series:
@@ -153,46 +80,6 @@ def test_paris_months_bounds_follow_dst() -> None:
     assert [m.label for m in december_2025] == ["2026-01"]
 
 
-@pytest.fixture
-def week(engine: Engine) -> Engine:
-    """One target, one week of March 2026, hand-counted below."""
-    created = datetime(2026, 2, 28, 23, 0, tzinfo=UTC)  # 1 March 00:00 in Paris
-    with Session(engine) as s, s.begin():
-        add_target(s, "92-a", "92", "Hauts-de-Seine", created=created)
-        plan = [
-            ("2026-03-02T09:00", "no_slot", None, None),
-            ("2026-03-02T15:00", "available", 10, 20),
-            ("2026-03-03T09:00", "no_slot", None, None),
-            ("2026-03-03T10:00", "error", None, None),
-            ("2026-03-04T09:00", "available", 45, None),
-            ("2026-03-05T09:00", "available", 90, 91),
-            ("2026-03-06T09:00", "available", 5, 40),
-            ("2026-03-07T09:00", "procedure_missing", None, None),
-        ]
-        for at, outcome, first, second in plan:
-            when = datetime.fromisoformat(at + "+00:00")
-            s.add(
-                Probe(
-                    target_id="92-a",
-                    started_at=when,
-                    finished_at=when,
-                    outcome=outcome,
-                    detail="",
-                    requests_made=1,
-                    attempts=1,
-                    duration_ms=1,
-                    adapter="legacy_booking",
-                    adapter_version="1.0",
-                    robot_version="0",
-                    mode="auto",
-                    first_slot_at=when + timedelta(days=first) if first else None,
-                    second_slot_at=when + timedelta(days=second) if second else None,
-                )
-            )
-    rebuild(engine)
-    return engine
-
-
 def test_days_leads_classes_episodes_and_coverage(week: Engine) -> None:
     frame = monthly_stats(week, "target")
     assert len(frame) == 1
@@ -221,32 +108,6 @@ def test_episode_table(week: Engine) -> None:
     assert eps.iloc[1]["end_at"] == datetime(2026, 3, 4, 9, 0, tzinfo=UTC)
     assert eps.iloc[1]["duration_days"] == pytest.approx(1.0)
     assert eps.iloc[2]["duration_days"] == pytest.approx(1.0)  # ongoing, to `now`
-
-
-@pytest.fixture
-def mixed(engine: Engine) -> Engine:
-    """Unreliable months at the boundary: 92-a has 11 unrecognized pages out of 100 probes
-    in March (11 %), 92-b exactly 10 out of 100 (10 %), 2a-c 10 % in March and 1 out of
-    1 in April."""
-    start = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
-    plan = {
-        "92-a": [("unrecognized", 11), ("no_slot", 89)],
-        "92-b": [("unrecognized", 10), ("available", 90)],
-        "2a-c": [("unrecognized", 10), ("blocked", 5), ("no_slot", 85)],
-    }
-    with Session(engine) as s, s.begin():
-        add_target(s, "92-a", "92", "Hauts-de-Seine")
-        add_target(s, "92-b", "92", "Hauts-de-Seine")
-        add_target(s, "2a-c", "2A", "Corse-du-Sud")
-        for tid, parts in plan.items():
-            hour = 0
-            for outcome, count in parts:
-                for _ in range(count):
-                    add_probe(s, tid, (start + timedelta(hours=hour)).isoformat(), outcome)
-                    hour += 1
-        add_probe(s, "2a-c", "2026-04-10T10:00:00+00:00", "unrecognized")
-    rebuild(engine)
-    return engine
 
 
 def test_unreliable_target_months_at_the_boundary(mixed: Engine) -> None:

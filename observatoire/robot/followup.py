@@ -24,6 +24,7 @@ towards the moments slots exist.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import deque
 from collections.abc import Sequence
@@ -206,3 +207,36 @@ def _add(total: SweepReport, part: SweepReport) -> None:
     total.requests += part.requests
     total.outcomes.update(part.outcomes)
     total.skipped.update(part.skipped)
+
+
+def drive_month(
+    targets: Sequence[Target],
+    *,
+    start: datetime,
+    end: datetime,
+    clock: VirtualClock,
+    engine: Engine,
+    evidence: EvidenceStore,
+    user_agent: str,
+) -> DriveReport:
+    """Run `drive` to completion with an HTTP policy of its own, closed afterwards. The
+    clock is virtual, so the policy waits no minimum delay (the simulator's conduct
+    checker still sees one request at a time). Used by the benchmark and the tests that
+    replay a simulated month, so the two cannot drift apart."""
+
+    async def go() -> DriveReport:
+        policy = PolitePolicy(user_agent, 0.0, 10.0)
+        try:
+            return await drive(
+                targets,
+                start=start,
+                end=end,
+                clock=clock,
+                engine=engine,
+                evidence=evidence,
+                policy=policy,
+            )
+        finally:
+            await policy.aclose()
+
+    return asyncio.run(go())
