@@ -17,23 +17,23 @@ Why each rule:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from observatoire import __version__
 from observatoire.adapters import get_adapter
 from observatoire.captures.contributors import ContributorInfo
 from observatoire.captures.crosscheck import contradicting_probes, reason_for
 from observatoire.captures.lookup import known_hosts, match_target
 from observatoire.captures.ocr import OcrReading, read_screenshot, run_tesseract
-from observatoire.db.models import CaptureRow, Probe, TargetRow
+from observatoire.db.models import CaptureRow, TargetRow
 from observatoire.outcomes import Outcome, ProbeResult
 from observatoire.record.evidence import EvidenceStore
 from observatoire.record.rollups import record_probe
+from observatoire.record.store import ProbeRecord, probe_row
 
 MAX_HTML_BYTES = 5 * 1024 * 1024
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
@@ -255,34 +255,24 @@ class CaptureService:
                     if ids:
                         review, reason = "pending", reason_for(ids)
                 adapter = get_adapter(platform)
-                probe = Probe(
+                # A saved page has no HTTP status of its own: the column stays empty.
+                shown = replace(result, http_status=None, final_url=url or final_url)
+                record = ProbeRecord(
                     target_id=target_id,
                     scheduled_at=None,
                     started_at=received_at,
                     finished_at=received_at,
-                    outcome=result.outcome.value,
-                    detail=result.detail[:200],
-                    first_slot_at=result.first_slot_at,
-                    second_slot_at=result.second_slot_at,
-                    slots_count=result.slots_count,
+                    result=shown,
                     requests_made=0,
                     attempts=1,
                     duration_ms=0,
                     adapter=adapter.name,
                     adapter_version=adapter.version,
-                    robot_version=__version__,
                     mode="manual",
                     volunteer=who.pseudonym,
                     contributor_id=who.id,
-                    final_url=url or final_url,
-                    page_sha256=page_sha,
-                    screenshot_sha256=shot_sha,
-                    platform_message=result.platform_message,
-                    release_last_at=result.release_last_at,
-                    release_last_week=result.release_last_week,
-                    release_next_at=result.release_next_at,
-                    release_next_week=result.release_next_week,
                 )
+                probe = probe_row(record, page_sha, shot_sha)
                 session.add(probe)
                 session.flush()
                 probe_id = probe.id

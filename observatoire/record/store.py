@@ -100,6 +100,44 @@ class ProbeRecord:
     #: A follow-up probe (an extra look after slots were seen or a release announced):
     #: stored and marked, but kept out of the rollups so regular figures stay unbiased.
     followup: bool = False
+    #: Manual captures only: the contributor who sent it (`contributors.id`).
+    contributor_id: int | None = None
+
+
+def probe_row(record: ProbeRecord, page_sha: str | None, shot_sha: str | None) -> Probe:
+    """The `probes` row of a record whose evidence is stored: one mapping from a result
+    to its columns, for the robot's probes and for people's captures alike."""
+    result = record.result
+    return Probe(
+        target_id=record.target_id,
+        scheduled_at=record.scheduled_at,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        outcome=result.outcome.value,
+        detail=result.detail[:200],
+        first_slot_at=result.first_slot_at,
+        second_slot_at=result.second_slot_at,
+        slots_count=result.slots_count,
+        http_status=result.http_status,
+        requests_made=record.requests_made,
+        attempts=record.attempts,
+        duration_ms=record.duration_ms,
+        adapter=record.adapter,
+        adapter_version=record.adapter_version,
+        robot_version=__version__,
+        mode=record.mode,
+        volunteer=record.volunteer,
+        contributor_id=record.contributor_id,
+        final_url=result.final_url,
+        page_sha256=page_sha,
+        screenshot_sha256=shot_sha,
+        platform_message=result.platform_message,
+        release_last_at=result.release_last_at,
+        release_last_week=result.release_last_week,
+        release_next_at=result.release_next_at,
+        release_next_week=result.release_next_week,
+        followup=record.followup,
+    )
 
 
 class StorageError(RuntimeError):
@@ -263,35 +301,7 @@ def save_probe(engine: Engine, evidence: EvidenceStore, record: ProbeRecord) -> 
         raise StorageError(
             f"cannot write evidence in {evidence.root}: {exc.strerror or exc}"
         ) from exc
-    row = Probe(
-        target_id=record.target_id,
-        scheduled_at=record.scheduled_at,
-        started_at=record.started_at,
-        finished_at=record.finished_at,
-        outcome=result.outcome.value,
-        detail=result.detail[:200],
-        first_slot_at=result.first_slot_at,
-        second_slot_at=result.second_slot_at,
-        slots_count=result.slots_count,
-        http_status=result.http_status,
-        requests_made=record.requests_made,
-        attempts=record.attempts,
-        duration_ms=record.duration_ms,
-        adapter=record.adapter,
-        adapter_version=record.adapter_version,
-        robot_version=__version__,
-        mode=record.mode,
-        volunteer=record.volunteer,
-        final_url=result.final_url,
-        page_sha256=page_sha,
-        screenshot_sha256=shot_sha,
-        platform_message=result.platform_message,
-        release_last_at=result.release_last_at,
-        release_last_week=result.release_last_week,
-        release_next_at=result.release_next_at,
-        release_next_week=result.release_next_week,
-        followup=record.followup,
-    )
+    row = probe_row(record, page_sha, shot_sha)
     try:
         with Session(engine) as session, session.begin():
             session.add(row)
