@@ -104,9 +104,11 @@ _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 HIDDEN_XPATH = "//*[@hidden or @style]"
 
 
-def drop_hidden(doc: lxml_html.HtmlElement) -> list[str]:
+def drop_hidden(doc: lxml_html.HtmlElement, also: str | None = None) -> list[str]:
     """Remove the elements a visitor cannot see (inline `display:none` or
     `visibility:hidden`, the `hidden` attribute) and return their texts, folded.
+    `also` is an XPath of further elements a platform is known to hide (its hiding
+    utility classes, say), removed the same way.
 
     A message that only a parser sees is not the platform telling a visitor anything:
     a no-slot sentence hidden in a page that offers to continue must not count. The
@@ -114,9 +116,14 @@ def drop_hidden(doc: lxml_html.HtmlElement) -> list[str]:
     but hidden). Stylesheets are not evaluated: only what the markup itself hides."""
     hidden: list[str] = []
     dropped: set[lxml_html.HtmlElement] = set()
-    for element in doc.xpath(HIDDEN_XPATH):
+    extra = set(doc.xpath(also)) if also else set()
+    for element in doc.xpath(HIDDEN_XPATH + (f" | {also}" if also else "")):
         style = element.get("style") or ""
-        if element.get("hidden") is None and not _HIDDEN_STYLE.search(style):
+        if (
+            element not in extra
+            and element.get("hidden") is None
+            and not _HIDDEN_STYLE.search(style)
+        ):
             continue
         if any(ancestor in dropped for ancestor in element.iterancestors()):
             continue  # gone with a hidden ancestor

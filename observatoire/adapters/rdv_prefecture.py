@@ -71,6 +71,7 @@ from observatoire.adapters.assisted import AssistedAdapter, Captcha
 from observatoire.adapters.base import (
     STAMP,
     ProbeStop,
+    drop_hidden,
     normalize_text,
     read_saved_page,
 )
@@ -123,11 +124,10 @@ IMAGE_V1 = "#captchaFR_CaptchaImage"
 AUDIO_BUTTONS = "button[title='Énoncer le code du captcha'], #captchaFR_SoundLink"
 SLOT_INPUTS = "input[type=radio][name='trhId'], input[type=radio][id^='trhId_']"
 SLOT_XPATH = "//input[@type='radio'][@name='trhId' or starts-with(@id, 'trhId_')]"
-_STYLE = "translate(translate(@style, ' ', ''), 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', "
-_STYLE += "'abcdefghijklmnopqrstuvwxyz')"
-HIDDEN_XPATH = (
-    f"//*[@hidden] | //template | //*[contains({_STYLE}, 'display:none') or "
-    f"contains({_STYLE}, 'visibility:hidden')] | "
+#: Besides the markup's own hiding (base.drop_hidden): Vue templates and the utility
+#: classes that hide an element (`hidden`, DSFR's `fr-hidden`).
+HIDDEN_BY_PLATFORM = (
+    "//template | "
     "//*[contains(concat(' ', normalize-space(@class), ' '), ' hidden ') or "
     "contains(concat(' ', normalize-space(@class), ' '), ' fr-hidden ')]"
 )
@@ -318,14 +318,6 @@ def _date_slot(
     return datetime.combine(day, time(hours, minutes), PARIS).astimezone(UTC)
 
 
-def _drop_hidden(doc: lxml_html.HtmlElement) -> None:
-    """Text hidden by the `hidden` attribute, an inline `display:none` /
-    `visibility:hidden` or a hiding utility class is not the platform's visible word."""
-    for element in doc.xpath(HIDDEN_XPATH):
-        if element.getparent() is not None:
-            element.drop_tree()
-
-
 def _message_elements(doc: lxml_html.HtmlElement) -> list[str]:
     """The text of every element short enough to be one message (an element whose whole
     text is the platform's sentence is the sentence "in its place")."""
@@ -359,7 +351,7 @@ def read_slot_dom(doc: lxml_html.HtmlElement, source: str, now: datetime | None)
     radios = doc.xpath(SLOT_XPATH)
     headers = _day_headers(doc)
     slots = [_date_slot(doc, radio, headers, anchor) for radio in radios]
-    _drop_hidden(doc)
+    drop_hidden(doc, HIDDEN_BY_PLATFORM)
     visible_text = normalize_text(doc.text_content())
     visible_radios = len(doc.xpath(SLOT_XPATH))
     texts = _message_elements(doc)
