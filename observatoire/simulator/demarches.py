@@ -20,25 +20,12 @@ from typing import TYPE_CHECKING
 
 from observatoire.clock import PARIS
 from observatoire.simulator.http import Request, Response
+from observatoire.simulator.legacy import MONTHS_FR
 from observatoire.simulator.scenario import Demarche, DemarchesSite, Period
 
 if TYPE_CHECKING:
     from observatoire.simulator.server import SimulatorState
 
-MOIS = (
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-)
 FLASH_COOKIE = "_dn_flash"
 
 
@@ -62,7 +49,7 @@ def _layout(title: str, body: str, flash: str = "") -> str:
 def _long_date(at: datetime) -> str:
     local = at.astimezone(PARIS)
     day = "1er" if local.day == 1 else str(local.day)
-    return f"{day} {MOIS[local.month - 1]} {local.year}"
+    return f"{day} {MONTHS_FR[local.month - 1]} {local.year}"
 
 
 class DemarchesModule:
