@@ -160,6 +160,21 @@ async def drive(
         t.id: start + phase(t.id, timedelta(minutes=t.interval_minutes)) for t in targets
     }
     by_id = {t.id: t for t in targets}
+
+    async def look(target: Target, scheduled: datetime, followup: bool) -> SweepReport:
+        return await run_sweep(
+            [target],
+            engine=engine,
+            evidence=evidence,
+            policy=policy,
+            clock=clock,
+            retry_base=0.0,
+            scheduled_at=scheduled,
+            browser=browser,
+            followup=followup,
+            on_probe=lambda t, r: planner.observe(t, r, clock.now(), followup=followup),
+        )
+
     while True:
         upcoming = min(regular_next.values(), default=end)
         follow = planner.next_at()
@@ -169,35 +184,12 @@ async def drive(
         clock.set(max(at, clock.now()))
         now = clock.now()
         for target, scheduled in planner.due(now):
-            got = await run_sweep(
-                [target],
-                engine=engine,
-                evidence=evidence,
-                policy=policy,
-                clock=clock,
-                retry_base=0.0,
-                scheduled_at=scheduled,
-                browser=browser,
-                followup=True,
-                on_probe=lambda t, r: planner.observe(t, r, clock.now(), followup=True),
-            )
-            _add(report.followups, got)
+            _add(report.followups, await look(target, scheduled, followup=True))
         due = [by_id[tid] for tid, when in regular_next.items() if when <= now]
         for target in due:
             scheduled = regular_next[target.id]
             regular_next[target.id] = scheduled + timedelta(minutes=target.interval_minutes)
-            got = await run_sweep(
-                [target],
-                engine=engine,
-                evidence=evidence,
-                policy=policy,
-                clock=clock,
-                retry_base=0.0,
-                scheduled_at=scheduled,
-                browser=browser,
-                on_probe=lambda t, r: planner.observe(t, r, clock.now()),
-            )
-            _add(report.regular, got)
+            _add(report.regular, await look(target, scheduled, followup=False))
     report.skipped_followups = planner.skipped
     return report
 
