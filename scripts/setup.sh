@@ -56,6 +56,12 @@ if [ -n "${OBSERVATOIRE_CHROMIUM_PATH:-}" ]; then
 elif ! command -v chromium-headless-shell >/dev/null 2>&1; then
     want chromium-headless-shell "the browser the robot launches"
 fi
+# The test tools also load the browser extension (extension/), which the headless shell
+# cannot do: its tests need full Chromium. A server (OBSERVATOIRE_EXTRAS="") skips it.
+if [ -n "${OBSERVATOIRE_EXTRAS-test}" ] && [ -z "${OBSERVATOIRE_CHROMIUM_PATH:-}" ] \
+    && ! command -v chromium >/dev/null 2>&1; then
+    want chromium "the browser-extension tests (full Chromium)"
+fi
 command -v pdftoppm >/dev/null 2>&1 || want poppler-utils "PDF checks of the dossiers"
 # OCR of the screenshots applicants upload from a phone (observatoire/captures/ocr.py).
 command -v tesseract >/dev/null 2>&1 || want tesseract-ocr "OCR of uploaded screenshots"
