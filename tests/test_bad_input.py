@@ -162,7 +162,7 @@ def test_concurrent_db_upgrades_on_sqlite(tmp_path: Path) -> None:
         )
         for _ in range(3)
     ]
-    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
     for code, stderr in results:
         assert code in (0, 2), stderr
         assert "Traceback" not in stderr and "[SQL:" not in stderr, stderr
@@ -181,3 +181,28 @@ def test_migration_lock_on_postgresql(pg_url: str) -> None:
     with migration_lock(pg_url), pytest.raises(MigrationBusy):
         upgrade(pg_url)
     upgrade(pg_url)  # the lock is released
+
+
+def test_migration_lock_is_per_schema_on_postgresql(pg_url: str) -> None:
+    """Two observatoire databases in one PostgreSQL database (two schemas) migrate
+    independently: one's lock does not make the other's upgrade fail."""
+    other = pg_url.replace("search_path%3Dt_", "search_path%3Dother_")
+    assert other != pg_url
+    schema = other.rsplit("search_path%3D", 1)[1]
+    admin = create_engine(pg_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        with migration_lock(pg_url):
+            upgrade(other)
+            with pytest.raises(MigrationBusy):
+                upgrade(pg_url)
+        check = create_engine(other)
+        with check.connect() as conn:
+            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        check.dispose()
+        assert version == head_revision()
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

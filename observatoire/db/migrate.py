@@ -4,6 +4,10 @@ Two `db upgrade` at once (a compose `migrate` service and an operator, two conta
 starting together) must not race: on SQLite a lock file beside the database, on
 PostgreSQL an advisory lock, is taken without waiting; the loser gets MigrationBusy
 ("another process is migrating; retry"), not a raw SQL error from half a migration.
+
+On PostgreSQL the lock is per schema: an observatoire database is the schema its URL's
+search_path names, and two of them in one server database (one per association, or the
+tests' throwaway schemas) migrate independently.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
-#: pg_try_advisory_lock key: "observatoire migrations".
-ADVISORY_KEY = 0x0B5E_4A70_1E5
+#: The advisory lock's key: this text and the schema migrated, hashed to a bigint by the
+#: server (`hashtextextended`), so that each schema has its own lock.
+ADVISORY_KEY_SQL = "hashtextextended('observatoire migrations:' || current_schema(), 0)"
 
 
 class MigrationBusy(RuntimeError):
@@ -71,14 +76,15 @@ def migration_lock(url: str) -> Iterator[None]:
         engine = create_engine(url)
         try:
             with engine.connect() as conn:
-                got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY})
+                key = conn.execute(text(f"SELECT {ADVISORY_KEY_SQL}")).scalar_one()
+                got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
                 if not got.scalar():
                     raise MigrationBusy()
                 conn.commit()
                 try:
                     yield
                 finally:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_KEY})
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                     conn.commit()
         finally:
             engine.dispose()
