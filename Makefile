@@ -18,6 +18,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check observatoire tests benchmarks migrations
 	$(BIN)/ruff format --check observatoire tests benchmarks migrations
+	$(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff format observatoire tests benchmarks migrations
@@ -27,4 +28,4 @@ bench: setup
 	$(BIN)/python -m benchmarks.sweep
 
 clean:
-	rm -rf demo-output .pytest_cache .ruff_cache
+	rm -rf demo-output .pytest_cache .ruff_cache .mypy_cache

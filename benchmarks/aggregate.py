@@ -25,8 +25,8 @@ from sqlalchemy import text
 from benchmarks.common import table
 from observatoire.db import make_engine
 from observatoire.db.migrate import upgrade
-from observatoire.record.rollups import rebuild
-from observatoire.stats import StatsInput, monthly_stats, paris_days
+from observatoire.record.rollups import paris_days, rebuild
+from observatoire.stats import StatsInput, monthly_stats
 
 TARGETS = 200
 START = datetime(2024, 1, 1, tzinfo=UTC)

@@ -7,7 +7,9 @@ import multiprocessing as mp
 import os
 import threading
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 
 def tree_rss_mb(pid: int | None = None, exclude: frozenset[int] = frozenset()) -> float:
@@ -79,7 +81,7 @@ class PeakRss:
         self.peak = max(self.peak, tree_rss_mb(exclude=self.exclude))
 
 
-def _serve(scenario_yaml: str, conn) -> None:  # type: ignore[no-untyped-def]
+def _serve(scenario_yaml: str, conn: Connection[Any, Any]) -> None:
     import yaml
 
     from observatoire.simulator import start_simulator
@@ -111,7 +113,8 @@ class SimulatorProcess:
         self.urls: dict[str, str] = self._conn.recv()
         return self.urls
 
-    def stop(self) -> dict[str, object]:
+    def stop(self) -> dict[str, Any]:
+        """The simulator's conduct report (observatoire.simulator.server.Conduct.report)."""
         self._conn.send("stop")
         conduct = self._conn.recv()
         self._proc.join(timeout=10)

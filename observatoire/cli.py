@@ -9,14 +9,12 @@ import json
 import signal
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -26,8 +24,13 @@ from observatoire.db import DatabaseNotReady, make_engine, require_migrated
 from observatoire.publish.swap import PublishRefused
 from observatoire.record.store import StorageError
 from observatoire.settings import Settings, SettingsError
+from observatoire.terminal import console
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from observatoire.config import Target
+    from observatoire.outcomes import ProbeResult
     from observatoire.robot.runtime import Runtime
 
 app = typer.Typer(
@@ -52,10 +55,10 @@ from observatoire.captures.cli import register as _register_captures  # noqa: E4
 
 _register_captures(app)
 
-# emoji=False: Rich would turn "file:100:" into the 💯 emoji in error lines.
-out = Console(soft_wrap=True, emoji=False)
-err = Console(stderr=True, soft_wrap=True, emoji=False, highlight=False)
-F = TypeVar("F", bound=Callable[..., Any])
+out = console()
+err = console(stderr=True, highlight=False)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 ConfigOption = Annotated[
     Path | None,
@@ -75,11 +78,11 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def friendly_errors(func: F) -> F:
+def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Known problems become a clear message and exit code 2, never a traceback."""
 
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
@@ -94,7 +97,7 @@ def friendly_errors(func: F) -> F:
         except (StorageError, PublishRefused) as exc:
             raise fail(str(exc)) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def settings() -> Settings:
@@ -124,7 +127,7 @@ def _shown_url(url: str) -> str:
     return url.replace(OFFLINE_SIMULATOR, "{simulator}", 1)
 
 
-def _engine(migrated: bool = True):  # type: ignore[no-untyped-def]
+def _engine(migrated: bool = True) -> Engine:
     engine = make_engine(settings().database_url)
     if migrated:
         require_migrated(engine)
@@ -139,6 +142,14 @@ def _runtime(hosts: Iterable[str], *, database_optional: bool = False) -> Runtim
     return Runtime.for_hosts(
         settings(), hosts, database="optional" if database_optional else "required"
     )
+
+
+def _database(runtime: Runtime) -> Engine:
+    """The engine of a runtime built with its database required (`_runtime` without
+    `database_optional`): such a runtime always has one, this says so to the types."""
+    if runtime.engine is None:
+        raise DatabaseNotReady("this command needs the database: run `observatoire db upgrade`")
+    return runtime.engine
 
 
 @app.command()
@@ -215,49 +226,17 @@ def targets_check(
 
 def _check_live(cfg: Config, target_id: str) -> None:
     """`targets check --live ID`: one polite GET of the target's URL, then the verdict."""
-    from observatoire.platforms import PLATFORMS
-    from observatoire.robot.livecheck import look_once
+    from observatoire.robot.livecheck import check_live
 
     target = next((t for t in cfg.targets if t.id == target_id), None)
     if target is None:
         raise fail(f"unknown target id {target_id!r} (see `targets list`)")
     if target.url.startswith(OFFLINE_SIMULATOR):
         raise fail(f"{target_id} uses {{simulator}}: pass --simulator-url of a running simulator")
-    # The per-host gate shared with a running robot; without a database yet, this
-    # process's gate only (one request anyway).
-    runtime = _runtime([target.host], database_optional=True)
-
-    async def go() -> Any:
-        policy = runtime.policy()
-        policy.join_groups(cfg.targets)
-        try:
-            return await look_once(target, policy)
-        finally:
-            await policy.aclose()
-
-    look = asyncio.run(go())
-    fine, sentence = look.verdict(target.platform)
-    lines = [
-        f"{target.id} ({target.platform}): {look.url}",
-        f"  answered: HTTP {look.status} at {look.final_url}"
-        if look.status is not None
-        else "  answered: nothing",
-        f"  requests: {look.requests} (User-Agent: {runtime.user_agent})",
-        f"  recognised platform: {look.platform or 'none'}",
-        *(f"    sign: {sign}" for sign in look.signs),
-        f"  retired link: {'yes' if look.retired else 'no'}",
-        f"  verdict: {sentence}",
-    ]
-    if fine:
-        nxt = (
-            "a captcha comes first: it waits for a volunteer (`observatoire assist`)"
-            if PLATFORMS[target.platform].captcha_first
-            else f"one supervised probe: `observatoire probe {target.id}`"
-        )
-        lines.append(f"  next: {nxt}")
-    for line in lines:
+    check = check_live(settings(), cfg.targets, target)
+    for line in check.lines():
         out.print(line, highlight=False, markup=False)
-    if not fine:
+    if not check.fine:
         raise typer.Exit(1)
 
 
@@ -297,12 +276,10 @@ def probe(
     them. Probing a real (non-loopback) host needs $OBSERVATOIRE_CONTACT_URL: the robot
     always says who runs it.
     """
-    from observatoire.record.store import check_writable, recover_interrupted, sync_targets
-    from observatoire.robot.sweep import run_sweep, split_probeable
+    from observatoire.robot.cron import probe_once
 
     if not all_targets and not target_ids:
         raise fail("name target ids, or pass --all for every enabled target")
-    s = settings()
     cfg = _config(config, simulator_url)
     if all_targets:
         chosen = cfg.targets
@@ -312,52 +289,23 @@ def probe(
         if unknown:
             raise fail(f"unknown target id(s): {', '.join(unknown)} (see `targets list`)")
         chosen = [known[i] for i in target_ids or []]
-    probeable, skipped = split_probeable(chosen)
-    if not all_targets:
-        for tid, why in skipped.items():
-            err.print(f"skipped {tid}: {why}", highlight=False)
-    else:
-        for why, count in sorted(Counter(skipped.values()).items()):
-            err.print(f"skipped {count} target(s): {why}", highlight=False)
-    runtime = _runtime(t.host for t in probeable)  # contact, >= 1 s for real hosts
-    engine, clock, evidence = runtime.engine, runtime.clock, runtime.evidence
-    sync_targets(engine, cfg.targets, clock.now())
-    # Before the first request: a real write to the evidence folder and the database;
-    # then the probes a dead run left unfinished are counted, and their targets go first.
-    check_writable(engine, evidence)
-    interrupted = recover_interrupted(engine, datetime.now(UTC))
-    if interrupted:
-        err.print(
-            f"{len(interrupted)} probe(s) interrupted by a previous run stored as "
-            f"error/interrupted: {', '.join(interrupted)}",
-            highlight=False,
-        )
-        probeable.sort(key=lambda t: t.id not in interrupted)
+    run = probe_once(
+        settings(),
+        cfg.targets,
+        chosen,
+        progress=_progress_bar,
+        warn=lambda line: err.print(line, highlight=False),
+        each_skipped=not all_targets,
+    )
+    out.print(run.summary(), highlight=False)
+    busy = run.busy()
+    if busy:
+        out.print(busy, highlight=False)
 
-    async def go(progress: Progress) -> Any:
-        task = progress.add_task("probes", total=len(probeable))
-        # SIGTERM/SIGINT: no new probe starts; the ones in flight finish and are stored.
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        # The per-host gate is shared with every robot on the database.
-        async with runtime.robot() as robot:
-            return await run_sweep(
-                probeable,
-                engine=engine,
-                evidence=evidence,
-                policy=robot.policy,
-                browser=robot.browser,
-                clock=clock,
-                retry_base=s.retry_base_seconds,
-                on_probe=lambda t, r: progress.update(
-                    task, advance=1, description=f"{t.id}: {r.outcome}"
-                ),
-                stop=stop,
-            )
 
-    started = time.monotonic()
+@contextlib.contextmanager
+def _progress_bar(total: int) -> Iterator[Callable[[Target, ProbeResult], None]]:
+    """A progress bar on stderr for `total` probes; yields what advances it."""
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -365,29 +313,20 @@ def probe(
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=err, transient=False) as progress:
-        try:
-            report = asyncio.run(go(progress))
-        except StorageError:
-            # Probes that ran but could not be stored: counted now if the database
-            # still takes writes, else at the next start (their attempts stay).
-            from observatoire.robot.leases import holder_id
+        task = progress.add_task("probes", total=total)
 
-            with contextlib.suppress(Exception):
-                recover_interrupted(engine, datetime.now(UTC), holder=holder_id())
-            raise
-    mix = ", ".join(f"{k}={v}" for k, v in sorted(report.outcomes.items())) or "nothing"
-    out.print(
-        f"{report.probed} probes in {time.monotonic() - started:.1f} s "
-        f"({report.requests} requests): {mix}",
-        highlight=False,
-    )
-    busy = sorted(tid for tid, why in report.skipped.items() if why.startswith("busy"))
-    if busy:
-        out.print(
-            f"{len(busy)} target(s) skipped as busy (another run was probing them): "
-            + ", ".join(busy),
-            highlight=False,
-        )
+        def advance(target: Target, result: ProbeResult) -> None:
+            progress.update(task, advance=1, description=f"{target.id}: {result.outcome}")
+
+        yield advance
+
+
+def _require_adapter(name: str) -> None:
+    """An `--adapter` option must name a registered adapter (exit 2 with the known ones)."""
+    from observatoire.adapters import registry
+
+    if name not in registry():
+        raise fail(f"unknown adapter {name!r}; known: {', '.join(sorted(registry()))}")
 
 
 @app.command()
@@ -403,10 +342,9 @@ def classify(
     import gzip
     import zlib
 
-    from observatoire.adapters import get_adapter, registry
+    from observatoire.adapters import get_adapter
 
-    if adapter not in registry():
-        raise fail(f"unknown adapter {adapter!r}; known: {', '.join(sorted(registry()))}")
+    _require_adapter(adapter)
     data = file.read_bytes()
     if data[:2] == b"\x1f\x8b":
         try:
@@ -430,50 +368,24 @@ def unrecognized(
     (tag/id/class skeleton, not the text), newest shapes first, with first and last seen
     (Paris), targets, the outcome/detail mix and one example page for `classify`. Probes
     without a saved page are grouped by their detail."""
-    from observatoire.clock import paris_midnight
+    from observatoire.drift import EXAMPLES_HEADING, unrecognized_report
     from observatoire.record.evidence import EvidenceStore
-    from observatoire.record.fingerprint import drift_report, paris_short
 
     day = _parse_day(since, "--since")
-    start = paris_midnight(day) if day else None
     if adapter is not None:
-        from observatoire.adapters import registry
-
-        if adapter not in registry():
-            raise fail(f"unknown adapter {adapter!r}; known: {', '.join(sorted(registry()))}")
-    groups = drift_report(_engine(), EvidenceStore(settings().evidence_dir), start, adapter)
+        _require_adapter(adapter)
+    report = unrecognized_report(_engine(), EvidenceStore(settings().evidence_dir), day, adapter)
     if as_json:
-        typer.echo(json.dumps([g.as_dict() for g in groups], ensure_ascii=False, indent=2))
-        return
-    if not groups:
-        out.print("no unrecognized or blocked probe" + (f" since {since}" if since else ""))
-        return
-    table = Table(title="unrecognized and blocked probes, by page shape")
-    table.add_column("page shape", no_wrap=True)
-    table.add_column("probes", justify="right")
-    table.add_column("targets", justify="right")
-    table.add_column("first/last seen, Paris", no_wrap=True)
-    table.add_column("outcome/detail mix", overflow="fold")
-    examples = []
-    for g in groups:
-        mix = "\n".join(f"{k} {v}" for k, v in g.mix.most_common(4))
-        if len(g.mix) > 4:
-            mix += f"\n… {len(g.mix) - 4} more"
-        shape = g.shape if g.kind == "page" else f"no page:\n{g.shape}"
-        table.add_row(
-            shape,
-            str(g.probes),
-            str(len(g.targets)),
-            f"{paris_short(g.first_seen)}\n{paris_short(g.last_seen)}",
-            mix,
-        )
-        if g.example_path is not None:
-            examples.append(f"  {g.shape}: {g.example_target} {g.example_path}")
-    out.print(table)
-    if examples:
-        out.print("examples (latest page of each shape; `observatoire classify` reads them):")
-        for line in examples:
-            out.print(line, highlight=False, markup=False)
+        typer.echo(report.as_json())
+    elif not report.groups:
+        out.print(report.empty_message())
+    else:
+        out.print(report.table())
+        examples = report.examples()
+        if examples:
+            out.print(EXAMPLES_HEADING)
+            for line in examples:
+                out.print(line, highlight=False, markup=False)
 
 
 @app.command("evidence-png")
@@ -490,7 +402,7 @@ def evidence_png(
     from observatoire.robot.browser import BrowserUnavailable
 
     runtime = _runtime([])  # renders a saved page offline: no host is contacted
-    with Session(runtime.engine) as session:
+    with Session(_database(runtime)) as session:
         probe = session.get(Probe, probe_id)
         if probe is None or probe.page_sha256 is None:
             raise fail(f"probe {probe_id} has no saved page")
@@ -562,7 +474,7 @@ def stats(
     ] = False,
 ) -> None:
     """Print monthly statistics (share of valid probes with no way to book)."""
-    from observatoire.publish.site import percent
+    from observatoire.publish.formatting import percent
     from observatoire.stats import LEVELS, monthly_stats
 
     if level not in LEVELS:
@@ -757,76 +669,42 @@ def dossier(
 ) -> None:
     """Evidence dossier for a référé "mesures utiles": every attempt with its evidence and
     hashes, HTML and PDF, and a manifest; or, with --verify DIR, re-check one."""
-    import hashlib
-
-    from observatoire.publish.dossier import (
-        SIMULATED_MARK,
-        DossierError,
-        Issuer,
-        build_dossier,
-        opening_hours_of,
-        plural,
-        verify,
-    )
+    from observatoire.publish.dossier import DossierError
+    from observatoire.publish.dossier_service import check_dossier, establish_dossier
 
     if verify_dir is not None:
         try:
-            problems = verify(verify_dir)
+            verification = check_dossier(verify_dir)
         except DossierError as exc:
             raise fail(str(exc)) from None
-        for problem in problems:
+        for problem in verification.problems:
             err.print(problem, highlight=False, markup=False)
-        if problems:
-            raise fail(
-                f"{plural(len(problems), 'problème')} : le dossier a été modifié depuis son "
-                "établissement (dossier altered)",
-                code=1,
-            )
-        digest = hashlib.sha256((verify_dir / "manifest.json").read_bytes()).hexdigest()
-        out.print(
-            f"{verify_dir} : chaque fichier correspond à manifest.json "
-            f"(empreinte sha256 de manifest.json : {digest})",
-            highlight=False,
-        )
+        if not verification.intact:
+            raise fail(verification.verdict(), code=1)
+        out.print(verification.verdict(), highlight=False)
         return
     if not target or not out_dir:
         raise fail("--target et --out sont requis (ou --verify DOSSIER)")
-    s = settings()
     # The dossier sends no request (its browser renders saved pages offline): the
     # runtime gives it the database, the evidence and the robot's own User-Agent.
     runtime = _runtime([])
-
     try:
-        manifest = build_dossier(
-            runtime.engine,
+        established = establish_dossier(
+            _database(runtime),
             runtime.evidence,
+            runtime.settings,
             target,
             out_dir,
             _parse_day(since, "--from"),
             _parse_day(until, "--to"),
-            runtime.user_agent,
             contributor=contributor,
             annex=annex,
-            issuer=Issuer(s.association, s.contact_url, s.operator, s.site_url),
-            opening_hours=opening_hours or opening_hours_of(s.targets_file, target),
             piece=piece,
+            opening_hours=opening_hours,
         )
     except DossierError as exc:
         raise fail(str(exc)) from None
-    digest = hashlib.sha256((out_dir / "manifest.json").read_bytes()).hexdigest()
-    if manifest.get("simulated"):
-        out.print(SIMULATED_MARK, highlight=False)
-    weeks = len(manifest["iso_weeks_with_failure"])  # type: ignore[arg-type]
-    out.print(
-        f"Dossier établi : {out_dir / 'dossier.pdf'} — "
-        f"{plural(int(manifest['attempts']), 'tentative')}, dont "  # type: ignore[call-overload]
-        f"{manifest['failed_attempts']} sans aucune possibilité de rendez-vous, sur "
-        f"{plural(weeks, 'semaine calendaire', 'semaines calendaires')}.\n"
-        f"Empreinte du dossier : {manifest['dossier_fingerprint']}\n"
-        f"Empreinte sha256 de manifest.json : {digest} (notez-la : elle permet de montrer "
-        "plus tard que le manifeste n'a pas changé)",
-        highlight=False,
-    )
+    out.print(established.summary(), highlight=False)
 
 
 @app.command()
@@ -931,46 +809,18 @@ def assist(
     volunteer's pseudonym) with its evidence, and stops there. The robot never solves a
     captcha itself. Open the address printed at start: it carries the access token.
     """
-    from observatoire.assist.observation import AssistServices
-    from observatoire.assist.queue import assisted_targets
-    from observatoire.assist.server import AssistApp, running
-    from observatoire.record.store import sync_targets
-    from observatoire.robot.leases import release_stale
+    from observatoire.assist.service import CannotServe, serve_volunteers
 
     cfg = _config(config, simulator_url)
-    chosen = assisted_targets(cfg.targets)
-    runtime = _runtime(t.host for t in chosen)
-    engine, clock = runtime.engine, runtime.clock
-    sync_targets(engine, cfg.targets, clock.now())
-    release_stale(engine)
-    # A volunteer's observation that cannot be stored must not start at all.
-    from observatoire.record.store import check_writable
 
-    check_writable(engine, runtime.evidence)
-
-    async def go() -> None:
-        async with runtime.robot(max_pages=4) as robot:
-            robot.policy.join_groups(cfg.targets)
-            services = AssistServices(engine, runtime.evidence, robot.policy, robot.browser, clock)
-            assist_app = AssistApp(services, cfg.targets)
-            async with running(assist_app, host, port) as url:
-                out.print(
-                    f"{len(chosen)} target(s) to observe with a volunteer. Open:\n"
-                    f"  {url}/?jeton={assist_app.token}\n(Ctrl-C to stop)",
-                    highlight=False,
-                )
-                out.file.flush()
-                stop = asyncio.Event()
-                loop = asyncio.get_running_loop()
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    loop.add_signal_handler(sig, stop.set)
-                await stop.wait()
-                out.print("stopping: open observations are closed, nothing half-recorded")
+    def say(line: str) -> None:
+        out.print(line, highlight=False)
+        out.file.flush()
 
     try:
-        asyncio.run(go())
-    except OSError as exc:
-        raise fail(f"cannot listen on {host}:{port}: {exc}") from None
+        serve_volunteers(settings(), cfg.targets, host, port, say=say)
+    except CannotServe as exc:
+        raise fail(str(exc)) from None
 
 
 # -- simulator and demo ---------------------------------------------------------------

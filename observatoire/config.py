@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 from observatoire.platforms import PLATFORMS, PlatformOptions
 from observatoire.yamlsource import LocatedYaml, YamlLoadError, load_located
@@ -270,7 +271,7 @@ def _field_name(path: tuple[str | int, ...]) -> str:
     return out
 
 
-def _pydantic_message(err: dict[str, Any]) -> str:
+def _pydantic_message(err: ErrorDetails) -> str:
     kind = err.get("type", "")
     if kind == "missing":
         return "required field is missing"

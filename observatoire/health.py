@@ -11,8 +11,8 @@ from sqlalchemy import Engine, text
 
 from observatoire.config import Target
 from observatoire.db.types import UTCDateTime
-from observatoire.outcomes import RETRYABLE, Outcome, values
-from observatoire.publish.site import paris_time
+from observatoire.outcomes import RETRYABLE, TARGET_RETIRED, Outcome, values
+from observatoire.publish.formatting import paris_time
 from observatoire.robot.sweep import split_probeable
 
 #: An adapter's error+unrecognized share over 24 h above this, and this much above its
@@ -21,7 +21,6 @@ JUMP_SHARE = 0.5
 JUMP_DELTA = 0.3
 #: A target whose last N probes all say the same bad thing needs a human: N by default.
 LAST_N = 5
-RETIRED = "target_retired"
 #: Version of the `status --json` document (docs/operator.md, "`status --json`"). Alert
 #: scripts and monitors parse it: adding a field keeps the version, renaming, removing
 #: or changing the meaning of one bumps it.
@@ -119,12 +118,12 @@ def streak_finding(last: list[tuple[str, str]], n: int, adapter: str) -> tuple[s
 
     A retired link is permanent (never retried): the newest probe alone is a verdict.
     Other streaks need `n` probes alike (fewer probes: no verdict yet)."""
-    retired = [outcome == Outcome.ERROR and detail == RETIRED for outcome, detail in last]
+    retired = [outcome == Outcome.ERROR and detail == TARGET_RETIRED for outcome, detail in last]
     advice = "a finding: note it, then disable the target or find its new page"
     if len(last) >= n and all(retired):
-        return "retired", f"last {n} probes: link retired ({RETIRED}); {advice}"
+        return "retired", f"last {n} probes: link retired ({TARGET_RETIRED}); {advice}"
     if retired[:1] == [True]:
-        return "retired", f"last probe: link retired ({RETIRED}); {advice}"
+        return "retired", f"last probe: link retired ({TARGET_RETIRED}); {advice}"
     if len(last) < n:
         return None
     if all(outcome == Outcome.UNRECOGNIZED for outcome, _ in last):

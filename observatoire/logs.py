@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import TextIO
 
 
 class JsonFormatter(logging.Formatter):
@@ -21,18 +22,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, ensure_ascii=False)
 
 
-class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _CurrentStderrHandler(logging.StreamHandler):
     """Writes to whatever `sys.stderr` is when a record is emitted, not the stream that
     was current at set-up: a command run in-process (tests, an embedding program) may
     swap and close stderr after logging was configured, and a handler bound to the old
     stream would print "Logging error" tracebacks for every later record."""
 
-    @property  # type: ignore[override]
-    def stream(self):  # type: ignore[no-untyped-def]
+    @property
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, value) -> None:  # type: ignore[no-untyped-def]
+    def stream(self, value: TextIO) -> None:
         pass
 
 

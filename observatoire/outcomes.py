@@ -90,8 +90,12 @@ def sql_in(column: str, outcomes: Iterable[Outcome]) -> str:
 #: The CHECK constraint of `probes.outcome` (models.py; migrations keep their own copy).
 OUTCOME_CHECK = sql_in("outcome", Outcome)
 
+#: The `error` detail of a link the prefecture deactivated for good ("Ce lien a été
+#: désactivé définitivement"): the adapter, the status check and the site all name it.
+TARGET_RETIRED = "target_retired"
+
 #: `error` details that are not transient: retrying cannot help.
-PERMANENT_ERROR_DETAILS = frozenset({"target_retired"})
+PERMANENT_ERROR_DETAILS = frozenset({TARGET_RETIRED})
 
 
 class Response(Protocol):

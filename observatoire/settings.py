@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from observatoire import __version__
@@ -147,21 +148,25 @@ class Settings:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
+        # Each field's own type, as parsed below: keyword arguments for the dataclass.
+        values: dict[str, Any] = {}
         for f in fields(cls):
             key = ENV_PREFIX + f.name.upper()
             if key not in env:
                 continue
             raw = env[key]
+            value: object
             try:
                 if f.type in ("float",):
-                    value: object = float(raw)
-                    if not math.isfinite(value) or value < 0:  # type: ignore[arg-type,operator]
+                    number = float(raw)
+                    if not math.isfinite(number) or number < 0:
                         raise ValueError("must be a finite number >= 0")
+                    value = number
                 elif f.type in ("int",):
-                    value = int(raw)
-                    if value < 0:  # type: ignore[operator]
+                    count = int(raw)
+                    if count < 0:
                         raise ValueError("must be >= 0")
+                    value = count
                 elif f.type in ("Path",):
                     value = Path(raw)
                 elif f.name == "contact_url":
@@ -176,4 +181,4 @@ class Settings:
             except ValueError as exc:
                 raise SettingsError(f"{key}={raw!r}: {exc}") from None
             values[f.name] = value
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)

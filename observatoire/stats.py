@@ -57,23 +57,13 @@ from observatoire.db.types import UTCDateTime
 from observatoire.outcomes import CIMADE_LABELS, NO_WAY_TO_BOOK, VALID_OUTCOMES, Outcome
 from observatoire.outcomes import values as outcome_values
 from observatoire.platforms import PLATFORMS
-from observatoire.record.rollups import (  # noqa: F401  (re-exported: the site and tests use them)
-    EPISODES_SQL,
+from observatoire.record.rollups import (
     Span,
-    counted_sql,
-    daily_counts_sql,
     days_between,
-    lead_histogram_sql,
-    paris_days,
     paris_months,
     probe_time_range,
     spans_cte,
 )
-
-#: Older names, still imported by the site.
-_spans_cte = spans_cte
-_days_between = days_between
-
 
 OUTCOME_COLUMNS = outcome_values(Outcome)
 VALID_COLUMNS = outcome_values(VALID_OUTCOMES)

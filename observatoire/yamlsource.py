@@ -64,13 +64,22 @@ class _BoundedLoader(yaml.SafeLoader):
         self._depth = 0
         self._aliases = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+    # PyYAML passes `index` as None (the root, a mapping's key), an int (a sequence's
+    # item) or the key's node (a mapping's value): types-PyYAML declares int, hence the
+    # ignore on the call below.
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
             self._aliases += 1
             if self._aliases > MAX_ALIASES:
+                # A SafeLoader's pure-Python parser makes yaml.error.Mark marks (the C
+                # parser's yaml._yaml.Mark never reach it).
+                mark = event.start_mark
                 raise yaml.composer.ComposerError(
-                    None, None, f"more than {MAX_ALIASES} aliases (*name)", event.start_mark
+                    None,
+                    None,
+                    f"more than {MAX_ALIASES} aliases (*name)",
+                    mark if isinstance(mark, yaml.error.Mark) else None,
                 )
         self._depth += 1
         try:
@@ -78,7 +87,7 @@ class _BoundedLoader(yaml.SafeLoader):
                 raise yaml.composer.ComposerError(
                     None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark
                 )
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)  # type: ignore[arg-type]
         finally:
             self._depth -= 1
 

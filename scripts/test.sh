@@ -29,8 +29,15 @@ fi
 
 .venv/bin/ruff check observatoire tests benchmarks migrations
 .venv/bin/ruff format --check observatoire tests benchmarks migrations
+# Type-checks the package and the benchmarks ([tool.mypy] in pyproject.toml); an error
+# fails the run like a failing test.
+.venv/bin/mypy
 set +e
-.venv/bin/python -m pytest -q "$@"
+# Two workers (pytest-xdist) on the two cores CI has: most tests wait on subprocesses,
+# sockets and sleeps. Tests reading the shared demo stay on one worker (conftest.py), so
+# it is built once. OBSERVATOIRE_TEST_WORKERS=0 runs everything in this process.
+workers=${OBSERVATOIRE_TEST_WORKERS:-2}
+.venv/bin/python -m pytest -q -n "$workers" --dist loadgroup "$@"
 rc=$?
 set -e
 if [ "$rc" = 5 ]; then

@@ -57,7 +57,7 @@ def need_chromium() -> None:
 
 
 @pytest.fixture
-async def browser_pool():  # type: ignore[no-untyped-def]
+async def browser_pool():
     """The shared headless Chromium, as the robot uses it."""
     from observatoire.robot.browser import BrowserPool
 
@@ -98,7 +98,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def engine(db_url: str):  # type: ignore[no-untyped-def]
+def engine(db_url: str):
     upgrade(db_url)
     eng = make_engine(db_url)
     yield eng
@@ -139,6 +139,16 @@ def cli_env(tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("OBSERVATOIRE_CONTACT_URL", raising=False)
     return env
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`--dist loadgroup`), every test that reads the shared demo runs
+    on one worker, so the demo (over a minute) is built once, not once per worker."""
+    for item in items:
+        if "demo" in getattr(item, "fixturenames", ()) or "demo_site" in getattr(
+            item, "fixturenames", ()
+        ):
+            item.add_marker(pytest.mark.xdist_group("demo"))
 
 
 # -- the demo database, run once per session ---------------------------------------------

@@ -21,7 +21,7 @@ UA = "observatoire/test (+https://example.org/contact)"
 
 async def probe(
     target: Target, clock: VirtualClock, pool: BrowserPool | None = None, timeout: float = 10.0
-):  # type: ignore[no-untyped-def]
+):
     policy = PolitePolicy(UA, 0.0, timeout)
     session = policy.session()
     try:
@@ -34,7 +34,7 @@ async def probe(
     return result, session.requests_made
 
 
-def truth_after(sim: RunningSimulator, before: int) -> list:  # type: ignore[type-arg]
+def truth_after(sim: RunningSimulator, before: int) -> list:
     return [r for r in sim.state.truth_records()[before:] if r.state in ("open", "no_slot")]
 
 

@@ -120,7 +120,7 @@ def test_rate_limiter() -> None:
     assert limiter.allow("a", 61.0) is None
 
 
-def robot_probe(engine: Engine, evidence: EvidenceStore, at, outcome: Outcome) -> int:  # type: ignore[no-untyped-def]
+def robot_probe(engine: Engine, evidence: EvidenceStore, at, outcome: Outcome) -> int:
     result = ProbeResult(outcome, "", page=b"<html>robot</html>")
     record = probe_record(
         HAUTS_DE_SEINE, at, result, requests_made=3, adapter="rdv_prefecture", adapter_version="x"

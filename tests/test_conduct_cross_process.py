@@ -102,8 +102,8 @@ def record_simulator(sim: RunningSimulator) -> Recorder:
         leave(host)
         recorder.leave()
 
-    conduct.enter = hooked_enter  # type: ignore[method-assign]
-    conduct.leave = hooked_leave  # type: ignore[method-assign]
+    conduct.enter = hooked_enter
+    conduct.leave = hooked_leave
     return recorder
 
 
@@ -161,7 +161,7 @@ def counting_servers() -> Iterator[list[tuple[int, Recorder]]]:
 
 
 @pytest.fixture
-def gate_engine(db_url: str):  # type: ignore[no-untyped-def]
+def gate_engine(db_url: str):
     upgrade(db_url)
     engine = make_engine(db_url)
     yield engine

@@ -94,7 +94,7 @@ def count(env: dict[str, str]) -> int:
     return n
 
 
-def wait_for(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+def wait_for(predicate, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -176,7 +176,7 @@ def test_shards_partition_the_targets() -> None:
             parse_shard(bad)
 
 
-def test_leases_keep_two_runs_off_one_target(engine) -> None:  # type: ignore[no-untyped-def]
+def test_leases_keep_two_runs_off_one_target(engine) -> None:
     now = datetime.now(UTC)
     assert acquire(engine, "t", "host:1", now)
     assert not acquire(engine, "t", "host:2", now)

@@ -76,7 +76,7 @@ def test_sqlite_pragmas(sqlite_url: str) -> None:
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
 
 
-def test_times_round_trip_as_aware_utc(engine) -> None:  # type: ignore[no-untyped-def]
+def test_times_round_trip_as_aware_utc(engine) -> None:
     paris_summer = timezone(timedelta(hours=2))
     started = datetime(2026, 7, 1, 10, 30, 15, 123456, tzinfo=paris_summer)
     with Session(engine) as session, session.begin():
@@ -90,7 +90,7 @@ def test_times_round_trip_as_aware_utc(engine) -> None:  # type: ignore[no-untyp
         assert row.started_at.utcoffset() == timedelta(0)
 
 
-def test_naive_datetimes_and_unknown_outcomes_are_refused(engine) -> None:  # type: ignore[no-untyped-def]
+def test_naive_datetimes_and_unknown_outcomes_are_refused(engine) -> None:
     now = datetime.now(UTC)
     with Session(engine) as session, session.begin():
         session.add(_target(now))

@@ -306,7 +306,7 @@ def test_compose_commands_in_order_natively_against_postgresql(
 def test_get_command_lists_every_documented_command() -> None:
     """The operator guide only names commands that exist."""
     group = get_command(app)
-    names = set(group.commands)  # type: ignore[attr-defined]
+    names = set(group.commands)
     guide = (REPO / "docs" / "operator.md").read_text("utf-8")
     used = set(re.findall(r"(?:`|^\s*|/bin/)observatoire ([a-z][a-z-]+)", guide, re.M))
     assert {"run", "publish", "assist", "status", "probe", "classify", "prune-evidence"} <= used

@@ -29,7 +29,7 @@ from .conftest import DEMO_CONFIG, REQUIRE_ALL, need_chromium
 from .factories import SEINE_SAINT_DENIS, add_probe, add_target
 
 
-def _insert(engine, evidence: EvidenceStore, times: list[str], outcome: str = "no_slot") -> None:  # type: ignore[no-untyped-def]
+def _insert(engine, evidence: EvidenceStore, times: list[str], outcome: str = "no_slot") -> None:
     with Session(engine) as s, s.begin():
         if s.get(TargetRow, "93-x") is None:
             add_target(s, "93-x", **{**SEINE_SAINT_DENIS, "label": "Vie privée <b>"})
@@ -39,7 +39,7 @@ def _insert(engine, evidence: EvidenceStore, times: list[str], outcome: str = "n
             add_probe(s, "93-x", at, outcome, requests_made=5, duration_ms=10, page_sha256=sha)
 
 
-def test_iso_weeks_across_a_year_boundary(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_iso_weeks_across_a_year_boundary(engine, tmp_path: Path) -> None:
     evidence = EvidenceStore(tmp_path / "ev")
     _insert(
         engine,
@@ -70,7 +70,7 @@ def test_iso_weeks_across_a_year_boundary(engine, tmp_path: Path) -> None:  # ty
     assert part["attempts"] == 2
 
 
-def test_plain_warning_when_all_failures_fall_in_one_week(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_plain_warning_when_all_failures_fall_in_one_week(engine, tmp_path: Path) -> None:
     evidence = EvidenceStore(tmp_path / "ev")
     _insert(
         engine,
@@ -100,7 +100,7 @@ def test_slots_found_are_said(tmp_path: Path) -> None:
 
 async def test_dossier_from_simulator_data_with_pdf(
     simulator: RunningSimulator, clock: VirtualClock, engine, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     need_chromium()
     if shutil.which("pdftoppm") is None:
         if REQUIRE_ALL:

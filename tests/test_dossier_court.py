@@ -69,7 +69,7 @@ OTHER_COUNTER = (
 ).encode()
 
 
-def add_target(  # type: ignore[no-untyped-def]
+def add_target(
     engine,
     tid: str = "93-renouvellement-9845",
     url: str = REAL_URL,
@@ -89,7 +89,7 @@ def add_target(  # type: ignore[no-untyped-def]
     )
 
 
-def add_probes(  # type: ignore[no-untyped-def]
+def add_probes(
     engine,
     evidence: EvidenceStore,
     tid: str,
@@ -126,7 +126,7 @@ def text_of(page: str) -> str:
     return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page)))
 
 
-def test_two_days_get_the_warning_and_no_verdict(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_two_days_get_the_warning_and_no_verdict(engine, tmp_path: Path) -> None:
     """Sunday 22 and Monday 23 November 2026: two ISO weeks, 42 hours. The old dossier
     printed a green "criteria met" box; now: facts, and the warning of CE 435594."""
     evidence = EvidenceStore(tmp_path / "ev")
@@ -364,7 +364,7 @@ def test_pdf_pages_carry_header_and_footer(sqlite_url: str, tmp_path: Path) -> N
     assert manifest["images"] == 3 and manifest["rows_left_out_of_the_table"] == 0
     pdf = out / "dossier.pdf"
     info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True)
-    pages = int(re.search(r"Pages:\s+(\d+)", info.stdout).group(1))  # type: ignore[union-attr]
+    pages = int(re.search(r"Pages:\s+(\d+)", info.stdout).group(1))
     assert pages >= 6  # cover, facts, attempts, three images, the annexed capture
     text = subprocess.run(
         ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
@@ -380,7 +380,7 @@ def test_pdf_pages_carry_header_and_footer(sqlite_url: str, tmp_path: Path) -> N
     assert verify(out) == []
 
 
-def test_applicant_dossier_from_their_own_captures(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_applicant_dossier_from_their_own_captures(engine, tmp_path: Path) -> None:
     evidence = EvidenceStore(tmp_path / "ev")
     tid = add_target(engine)
     amina = insert_contributor(engine, "amina-93")
@@ -400,9 +400,9 @@ def test_applicant_dossier_from_their_own_captures(engine, tmp_path: Path) -> No
         engine, evidence, tid, tmp_path / "d", pdf=False, contributor="amina-93"
     )
     assert manifest["kind"] == "demandeur"
-    assert manifest["contributor"]["pseudonym"] == "amina-93"  # type: ignore[index]
+    assert manifest["contributor"]["pseudonym"] == "amina-93"
     assert manifest["attempts"] == 3 and manifest["failed_attempts"] == 3
-    roles = Counter(a["role"] for a in manifest["attempt_list"])  # type: ignore[union-attr]
+    roles = Counter(a["role"] for a in manifest["attempt_list"])
     assert roles == {"principal": 3, "contexte": 12}  # the other applicant never appears
     text = text_of((tmp_path / "d" / "dossier.html").read_text("utf-8"))
     assert "Tentatives du demandeur" in text and "tentative du demandeur" in text
@@ -415,7 +415,7 @@ def test_applicant_dossier_from_their_own_captures(engine, tmp_path: Path) -> No
         build_dossier(engine, evidence, tid, tmp_path / "f", pdf=False, contributor="personne")
     # The observatory's dossier leaves every private applicant capture out.
     public = build_dossier(engine, evidence, tid, tmp_path / "g", pdf=False)
-    assert {a["mode"] for a in public["attempt_list"]} == {"auto"}  # type: ignore[union-attr]
+    assert {a["mode"] for a in public["attempt_list"]} == {"auto"}
 
 
 def test_opening_hours_in_the_targets_file(tmp_path: Path) -> None:

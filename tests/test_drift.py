@@ -86,7 +86,7 @@ TARGET = """      - id: 92-t{n}
 
 
 @pytest.fixture
-def filled(cli_env: dict[str, str], tmp_path: Path):  # type: ignore[no-untyped-def]
+def filled(cli_env: dict[str, str], tmp_path: Path):
     """A migrated SQLite database with probes and their evidence, saved as the robot
     saves them (content-addressed, gzip): a captcha shape that appears on Tuesday on
     four targets, a Cloudflare page, a timeout without page, and probes that do not
@@ -131,7 +131,7 @@ def filled(cli_env: dict[str, str], tmp_path: Path):  # type: ignore[no-untyped-
     return engine, evidence, path
 
 
-def test_unrecognized_groups_probes_by_page_shape(filled) -> None:  # type: ignore[no-untyped-def]
+def test_unrecognized_groups_probes_by_page_shape(filled) -> None:
     engine, evidence, _ = filled
     result = CliRunner().invoke(app, ["unrecognized", "--json"])
     assert result.exit_code == 0, result.output
@@ -177,14 +177,14 @@ def test_unrecognized_groups_probes_by_page_shape(filled) -> None:  # type: igno
     assert keys["detail:no_message (page file missing)"].probes == 1  # the example's page
 
 
-def test_unrecognized_rejects_bad_options(filled) -> None:  # type: ignore[no-untyped-def]
+def test_unrecognized_rejects_bad_options(filled) -> None:
     bad = CliRunner().invoke(app, ["unrecognized", "--since", "mardi"])
     assert bad.exit_code == 2 and "2026-03-01" in bad.stderr and "Traceback" not in bad.output
     bad = CliRunner().invoke(app, ["unrecognized", "--adapter", "nope"])
     assert bad.exit_code == 2 and "unknown adapter" in bad.stderr
 
 
-def test_status_flags_streaks(filled) -> None:  # type: ignore[no-untyped-def]
+def test_status_flags_streaks(filled) -> None:
     engine, evidence, path = filled
     config = load_config(path)
     start = T0 + timedelta(days=3)
@@ -242,7 +242,7 @@ def test_status_flags_streaks(filled) -> None:  # type: ignore[no-untyped-def]
     assert CliRunner().invoke(app, ["status", "--config", str(path), "--last", "0"]).exit_code == 2
 
 
-def test_a_disabled_target_is_not_flagged(filled, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_disabled_target_is_not_flagged(filled, tmp_path: Path) -> None:
     engine, evidence, path = filled
     text = path.read_text("utf-8").replace(
         "        label: Page 6\n", "        label: Page 6\n        enabled: false\n"
@@ -255,7 +255,7 @@ def test_a_disabled_target_is_not_flagged(filled, tmp_path: Path) -> None:  # ty
     )
 
 
-def test_report_and_streaks_on_both_databases(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_report_and_streaks_on_both_databases(engine, tmp_path: Path) -> None:
     """The streaming query and the window function, on SQLite and PostgreSQL alike."""
     path = tmp_path / "targets.yaml"
     path.write_text(CONFIG.format(targets=TARGET.format(n=1) + TARGET.format(n=2)), "utf-8")

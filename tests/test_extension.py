@@ -124,7 +124,7 @@ async def tab_id(worker: Worker, url: str) -> int:
     )
 
 
-async def record(worker: Worker, tab: int) -> dict:  # type: ignore[type-arg]
+async def record(worker: Worker, tab: int) -> dict:
     return await worker.evaluate(
         """async (tab) => {
             try { return {ok: true, result: await recordAttempt(tab)}; }

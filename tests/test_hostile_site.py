@@ -109,7 +109,7 @@ async def test_no_false_verdict_over_the_whole_site(hostile: RunningHostileSite)
     assert hostile.state.conduct.report()["violations"] == []
 
 
-async def test_hostile_eappointment_pages(hostile: RunningHostileSite, browser_pool) -> None:  # type: ignore[no-untyped-def]
+async def test_hostile_eappointment_pages(hostile: RunningHostileSite, browser_pool) -> None:
     for case in BROWSER_CASES:
         result = await _probe(case, hostile, browser_pool)
         _check(case, result)

@@ -47,7 +47,7 @@ def target(planning: int | None = 14673) -> Target:
     )
 
 
-async def run(tgt: Target | None = None):  # type: ignore[no-untyped-def]
+async def run(tgt: Target | None = None):
     policy = PolitePolicy("observatoire/test (+https://example.org)", 0.0, 5.0)
     session = policy.session()
     try:

@@ -149,7 +149,7 @@ async def test_politeness_delay_is_kept_between_requests(simulator: RunningSimul
     assert elapsed >= 0.15 * (session.requests_made - 1)
 
 
-async def _probe(sim: RunningSimulator, clock: VirtualClock, target):  # type: ignore[no-untyped-def]
+async def _probe(sim: RunningSimulator, clock: VirtualClock, target):
     policy = PolitePolicy("observatoire/test (+https://example.org)", 0.0, 5.0)
     session = policy.session()
     try:

@@ -38,7 +38,7 @@ def snapshot(folder: Path) -> dict[str, str]:
     }
 
 
-def add_probe(  # type: ignore[no-untyped-def]
+def add_probe(
     engine, evidence: EvidenceStore, tid: str, at: str, outcome: str = "no_slot", shot: bool = False
 ) -> tuple[str, str | None]:
     page = evidence.put(f"<html><body>{tid} {at}</body></html>".encode(), "html")
@@ -195,16 +195,16 @@ def test_dossier_refuses_a_foreign_folder_and_never_mixes_targets(
         "93-b" not in (out / f["path"]).read_text("utf-8", errors="replace")
         for f in manifest["files"]
         if f["path"].endswith(".html")
-    )  # type: ignore[index]
+    )
     assert verify(out) == []
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".dossier.")]
 
 
-def test_missing_evidence_stops_the_dossier(data: Path, tmp_path: Path, cli_env) -> None:  # type: ignore[no-untyped-def]
+def test_missing_evidence_stops_the_dossier(data: Path, tmp_path: Path, cli_env) -> None:
     evidence = EvidenceStore(data / "evidence")
     engine = make_engine(cli_env["OBSERVATOIRE_DATABASE_URL"])
     with Session(engine) as s:
-        sha = s.query(Probe.page_sha256).order_by(Probe.started_at).first()[0]  # type: ignore[index]
+        sha = s.query(Probe.page_sha256).order_by(Probe.started_at).first()[0]
     evidence.path_for(sha, "html").unlink()
     with pytest.raises(DossierError, match="1 evidence file\\(s\\) missing from the store"):
         build_dossier(engine, evidence, "93-a", tmp_path / "d", pdf=False)
@@ -235,7 +235,7 @@ def test_verify_recomputes_the_summary_and_checks_cited_hashes(
     assert result.exit_code == 1 and "altered" in result.stderr
 
     # An evidence file and its manifest entry removed together: the HTML still cites it.
-    gone = manifest["attempt_list"][0]["page_sha256"]  # type: ignore[index]
+    gone = manifest["attempt_list"][0]["page_sha256"]
     edited = json.loads(original)
     edited["files"] = [f for f in edited["files"] if gone not in f["path"]]
     edited["attempt_list"] = edited["attempt_list"][1:]

@@ -121,7 +121,7 @@ def rows(env: dict[str, str], sql: str) -> list[tuple[object, ...]]:
     return result
 
 
-def wait_for(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+def wait_for(predicate, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -147,8 +147,8 @@ def available_share(env: dict[str, str]) -> tuple[float, int]:
             "GROUP BY outcome",
         )
     )
-    valid = int(counts.get("available", 0)) + int(counts.get("no_slot", 0))  # type: ignore[call-overload]
-    return (int(counts.get("available", 0)) / valid if valid else 0.0), valid  # type: ignore[call-overload]
+    valid = int(counts.get("available", 0)) + int(counts.get("no_slot", 0))
+    return (int(counts.get("available", 0)) / valid if valid else 0.0), valid
 
 
 def test_sigterm_lets_probes_in_flight_finish_and_stores_them(

@@ -88,7 +88,7 @@ def _target() -> Target:
     )
 
 
-async def _probe(adapter: _Flaky):  # type: ignore[no-untyped-def]
+async def _probe(adapter: _Flaky):
     policy = PolitePolicy(UA, 0.0, 1.0)
     try:
         return await probe_target(

@@ -253,7 +253,7 @@ def test_open_data_types_and_both_packages_validate(demo: DemoReport, tmp_path: 
 
 
 @pytest.fixture
-def retired_and_spaced(engine):  # type: ignore[no-untyped-def]
+def retired_and_spaced(engine):
     """A department whose only link was deactivated, and one watched by volunteers every
     three days."""
     with Session(engine) as s, s.begin():
@@ -270,7 +270,7 @@ def retired_and_spaced(engine):  # type: ignore[no-untyped-def]
     return engine
 
 
-def test_retired_link_and_spaced_episodes(retired_and_spaced, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_retired_link_and_spaced_episodes(retired_and_spaced, tmp_path: Path) -> None:
     index = build_site(
         retired_and_spaced,
         tmp_path / "site",

@@ -117,7 +117,7 @@ NO_SLOT_DETAIL = {
 }
 
 
-def check(result_outcome: str, result, truth: TruthRecord) -> None:  # type: ignore[no-untyped-def]
+def check(result_outcome: str, result, truth: TruthRecord) -> None:
     first = datetime.fromisoformat(truth.first_slot) if truth.first_slot else None
     if truth.state == "open":
         assert (result_outcome, result.detail) == ("available", ""), (result, truth)

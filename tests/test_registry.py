@@ -114,7 +114,7 @@ def test_a_volunteer_is_needed_exactly_for_assisted_adapters() -> None:
 
 def _fake_module(monkeypatch: pytest.MonkeyPatch, entry: object) -> None:
     module = types.ModuleType("observatoire_test_fake_platform")
-    module.PLATFORM = entry  # type: ignore[attr-defined]
+    module.PLATFORM = entry
     monkeypatch.setitem(sys.modules, module.__name__, module)
     monkeypatch.setattr(platforms, "BUILTIN", (*platforms.BUILTIN, module.__name__))
 
@@ -122,7 +122,7 @@ def _fake_module(monkeypatch: pytest.MonkeyPatch, entry: object) -> None:
 def test_a_name_declared_twice_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     existing = PLATFORMS["legacy_booking"]
 
-    class Impostor(existing.adapter):  # type: ignore[misc, name-defined]
+    class Impostor(existing.adapter):
         pass
 
     impostor = Platform(
@@ -141,7 +141,7 @@ def test_an_entry_must_be_a_platform_with_a_versioned_adapter(
     with pytest.raises(RegistryError, match="expected an observatoire.platforms.Platform"):
         load_platforms()
 
-    class Unversioned(PLATFORMS["scripted"].adapter):  # type: ignore[misc, name-defined]
+    class Unversioned(PLATFORMS["scripted"].adapter):
         name = "unversioned"
         version = ""
 

@@ -22,7 +22,8 @@ from observatoire.db.migrate import upgrade
 from observatoire.db.models import Probe, ReleaseRow
 from observatoire.outcomes import Outcome, ProbeResult
 from observatoire.publish.export import export_all
-from observatoire.publish.site import SiteContext, build_site, environment
+from observatoire.publish.formatting import environment
+from observatoire.publish.site import SiteContext, build_site
 from observatoire.record.evidence import EvidenceStore
 from observatoire.record.releases import (
     Look,
@@ -142,7 +143,7 @@ def test_batches_are_published_at_fixed_instants_and_taken_by_demand() -> None:
             **WEEKLY,
             "releases": [
                 {**r, "demand": {"bots": 50, "reaction_minutes": [20, 150]}}
-                for r in WEEKLY["releases"]  # type: ignore[union-attr]
+                for r in WEEKLY["releases"]
             ],
         }
     )
@@ -354,7 +355,7 @@ def test_simulated_month_survival_contains_truth(sqlite_url: str, tmp_path: Path
     # Follow-ups made the intervals shorter than the regular interval (2 h), most of
     # them to the follow-up step (10 min), plus the inference's own uncertainty.
     bounded = [s for s in observed if s.high is not None]
-    widths = [s.high - s.low - (s.uncertainty_seconds or 0) for s in bounded]  # type: ignore[operator]
+    widths = [s.high - s.low - (s.uncertainty_seconds or 0) for s in bounded]
     assert bounded and all(w < 7200 for w in widths), widths
     assert sum(1 for w in widths if w <= 600) * 2 >= len(widths), widths
     with Session(engine) as session:

@@ -186,7 +186,7 @@ def test_overloaded_page_is_blocked_for_the_robot(
     )
     clock.set(T0 - timedelta(days=7.8))
 
-    async def go():  # type: ignore[no-untyped-def]
+    async def go():
         policy = PolitePolicy("observatoire/test", 0.0, 5.0)
         try:
             return await get_adapter("legacy_booking").probe(

@@ -26,7 +26,7 @@ class _Quiet(SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def served(demo_site: Path):  # type: ignore[no-untyped-def]
+def served(demo_site: Path):
     handler = functools.partial(_Quiet, directory=str(demo_site))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -20,7 +20,7 @@ from .factories import add_probe, add_target
 
 
 @pytest.fixture
-def small(engine):  # type: ignore[no-untyped-def]
+def small(engine):
     with Session(engine) as s, s.begin():
         add_target(s, "2a-x", "2A", "Corse-du-Sud <script>alert(1)</script>")
         add_probe(s, "2a-x", "2026-03-10T10:00:00+00:00", "no_slot")
@@ -29,7 +29,7 @@ def small(engine):  # type: ignore[no-untyped-def]
     return engine
 
 
-def test_site_is_french_and_escapes_scraped_text(small, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_site_is_french_and_escapes_scraped_text(small, tmp_path: Path) -> None:
     index = build_site(
         small, tmp_path / "site", SiteContext(simulated=True, built_at=datetime.now(UTC))
     )
@@ -46,7 +46,7 @@ def test_site_is_french_and_escapes_scraped_text(small, tmp_path: Path) -> None:
     assert (tmp_path / "site" / "style.css").exists()
 
 
-def test_real_data_site_has_no_simulated_banner(small, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_real_data_site_has_no_simulated_banner(small, tmp_path: Path) -> None:
     index = build_site(small, tmp_path / "site", SiteContext(False, datetime.now(UTC)))
     assert "Données simulées" not in index.read_text("utf-8")
 
@@ -85,7 +85,7 @@ def test_publish_over_a_plain_folder(tmp_path: Path) -> None:
     assert out.is_symlink() and (out / "index.html").read_text() == "new"
 
 
-def test_export_csv(small, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_export_csv(small, tmp_path: Path) -> None:
     files = export_all(small, tmp_path / "export")
     stats = tmp_path / "export" / "stats_department.csv"
     assert stats in [f.path for f in files]
@@ -102,7 +102,7 @@ def test_export_csv(small, tmp_path: Path) -> None:  # type: ignore[no-untyped-d
         assert s.query(TargetRow).count() == 1
 
 
-def test_unreliable_months_reach_the_site_and_the_csv(mixed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_unreliable_months_reach_the_site_and_the_csv(mixed, tmp_path: Path) -> None:
     from frictionless import validate
 
     built = datetime(2026, 5, 2, tzinfo=UTC)
@@ -142,7 +142,7 @@ def test_unreliable_months_reach_the_site_and_the_csv(mixed, tmp_path: Path) -> 
     assert validate(str(site / "donnees" / "datapackage.json")).valid
 
 
-def test_site_build_does_not_export_open_data(small, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_site_build_does_not_export_open_data(small, tmp_path: Path) -> None:
     """The open data is computed by `export` (and `publish`), never as a side effect of
     the site build, which only publishes a copy of an existing export."""
     alone = build_site(small, tmp_path / "alone", SiteContext(False, datetime.now(UTC))).parent

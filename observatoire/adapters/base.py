@@ -87,11 +87,11 @@ def decode_page(data: bytes, content_type: str | None = None) -> str:
         return data[3:].decode("utf-8", errors="replace")
     codec = None
     if content_type:
-        match = _HEADER_CHARSET.search(content_type)
-        codec = _codec(match.group(1)) if match else None
+        header = _HEADER_CHARSET.search(content_type)
+        codec = _codec(header.group(1)) if header else None
     if codec is None:
-        match = _META_CHARSET.search(data[:4096])
-        codec = _codec(match.group(1).decode("ascii", "replace")) if match else None
+        meta = _META_CHARSET.search(data[:4096])
+        codec = _codec(meta.group(1).decode("ascii", "replace")) if meta else None
     return data.decode(codec or "utf-8", errors="replace")
 
 

@@ -49,7 +49,7 @@ from observatoire.adapters.base import (
 from observatoire.clock import PARIS
 from observatoire.config import Target
 from observatoire.french import MONTH_NUMBER
-from observatoire.outcomes import Outcome, ProbeResult
+from observatoire.outcomes import TARGET_RETIRED, Outcome, ProbeResult
 from observatoire.platforms import LegacyBookingOptions, Platform
 
 NO_SLOT_MESSAGE = normalize_text(
@@ -261,7 +261,7 @@ def _common_signs(
         )
 
     if RETIRED in text:
-        raise stop(Outcome.ERROR, "target_retired")
+        raise stop(Outcome.ERROR, TARGET_RETIRED)
     if CLOSED in text:
         raise stop(Outcome.ERROR, "module_closed")
     if OVERLOADED in text:
@@ -441,8 +441,23 @@ class LegacyBookingAdapter(Adapter):
         except ProbeStop as stop:
             return stop.result
 
-        def result(outcome: Outcome, detail: str = "", **kw: object) -> ProbeResult:
-            return ProbeResult(outcome, detail, page=page, final_url=url, **kw)  # type: ignore[arg-type]
+        def result(
+            outcome: Outcome,
+            detail: str = "",
+            *,
+            first_slot_at: datetime | None = None,
+            second_slot_at: datetime | None = None,
+            slots_count: int | None = None,
+        ) -> ProbeResult:
+            return ProbeResult(
+                outcome,
+                detail,
+                first_slot_at=first_slot_at,
+                second_slot_at=second_slot_at,
+                slots_count=slots_count,
+                page=page,
+                final_url=url,
+            )
 
         verdict = judge_no_slot(doc, text, hidden, url, None)
         if verdict is not None:

@@ -61,6 +61,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from functools import partial
+from typing import TypedDict
 from urllib.parse import urlsplit
 
 from lxml import html as lxml_html
@@ -390,7 +391,16 @@ def read_slot_dom(doc: lxml_html.HtmlElement, source: str, now: datetime | None)
     )
 
 
-def _releases(text: str) -> dict[str, object]:
+class _Releases(TypedDict):
+    """The release banners' fields of a ProbeResult."""
+
+    release_last_at: datetime | None
+    release_last_week: date | None
+    release_next_at: datetime | None
+    release_next_week: date | None
+
+
+def _releases(text: str) -> _Releases:
     last_at, last_week = _release(RELEASE_LAST.search(text))
     next_at, next_week = _release(RELEASE_NEXT.search(text))
     return {
@@ -507,7 +517,7 @@ def classify_page(
         return ProbeResult(Outcome.UNRECOGNIZED, "not_slot_page")
     seen = read_slot_dom(doc, source, now)
     result = judge_slot_page(seen, now)
-    return replace(result, **_releases(seen.visible_text))  # type: ignore[arg-type]
+    return replace(result, **_releases(seen.visible_text))
 
 
 class RdvPrefectureAdapter(AssistedAdapter):

@@ -109,12 +109,18 @@ class ScriptedAdapter(Adapter):
         text = page_text(parse_html(html.decode("utf-8", errors="replace")))
         dialog_text = normalize_text(" ".join(dialogs.messages))
         rule = match_rule(options.expect, text, dialog_text)
-        base = dict(final_url=page.url, page=html, screenshot=shot)
+        url = page.url
         if rule is None:
-            return ProbeResult(Outcome.UNRECOGNIZED, failed or "no_rule_matched", **base)
+            return ProbeResult(
+                Outcome.UNRECOGNIZED,
+                failed or "no_rule_matched",
+                final_url=url,
+                page=html,
+                screenshot=shot,
+            )
         outcome = Outcome(rule.outcome)
         if outcome is not Outcome.AVAILABLE:
-            return ProbeResult(outcome, "", **base)
+            return ProbeResult(outcome, "", final_url=url, page=html, screenshot=shot)
         slots = []
         if options.slot_selector:
             texts = await page.eval_on_selector_all(
@@ -128,7 +134,9 @@ class ScriptedAdapter(Adapter):
             count=len([s for s in slots if s <= now + timedelta(days=WINDOW_DAYS)])
             if slots
             else None,
-            **base,
+            final_url=url,
+            page=html,
+            screenshot=shot,
         )
 
     async def _step(self, page: Page, step: ScriptStep, index: int) -> None:

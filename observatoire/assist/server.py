@@ -14,7 +14,7 @@ import contextlib
 import hmac
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,7 +28,8 @@ from observatoire.captures.reception import CaptureService
 from observatoire.captures.routes import OWN_AUTH as CAPTURE_PATHS
 from observatoire.captures.routes import add_routes as add_capture_routes
 from observatoire.config import Target
-from observatoire.publish.site import OUTCOMES_FR, environment
+from observatoire.outcomes import OUTCOMES_FR
+from observatoire.publish.formatting import environment
 from observatoire.record.releases import announced, ics_feed
 from observatoire.robot.leases import acquire, extend, holder_id, release
 
@@ -398,7 +399,7 @@ def _countdown_fr(entry: QueueEntry, now: datetime) -> str:
 
 
 @contextlib.asynccontextmanager
-async def running(assist: AssistApp, host: str, port: int):  # type: ignore[no-untyped-def]
+async def running(assist: AssistApp, host: str, port: int) -> AsyncIterator[str]:
     """Serve `assist` on host:port until the block ends; yields the base URL."""
     runner = web.AppRunner(assist.make_app(), access_log=None)
     await runner.setup()

@@ -13,18 +13,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from observatoire.assist.pseudonym import BadPseudonym
+from observatoire.terminal import console
 
 contributor_app = typer.Typer(
     help="People who send captures from their own browser (issue 21).", no_args_is_help=True
 )
 captures_app = typer.Typer(help="Captures from people's own browsers.", no_args_is_help=True)
-out = Console(soft_wrap=True)
+out = console()
 
 
 def register(app: typer.Typer) -> None:
@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(captures_app, name="captures")
 
 
-def _engine():  # type: ignore[no-untyped-def]
+def _engine() -> Engine:
     from observatoire.cli import _engine as engine
 
     return engine()

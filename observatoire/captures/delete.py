@@ -8,8 +8,9 @@ captures counted in the figures, so no count keeps a trace either."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import Engine, delete, or_, select
+from sqlalchemy import CursorResult, Engine, delete, or_, select
 from sqlalchemy.orm import Session
 
 from observatoire.captures.contributors import ContributorError, find_contributor
@@ -41,7 +42,13 @@ def delete_contributor(engine: Engine, evidence: EvidenceStore, key: str) -> Del
         pages = {p for p, _ in [*captures, *probes] if p}
         shots = {s for _, s in [*captures, *probes] if s}
         session.execute(delete(CaptureRow).where(CaptureRow.contributor_id == who.id))
-        n_probes = session.execute(delete(Probe).where(Probe.contributor_id == who.id)).rowcount  # type: ignore[attr-defined]
+        # A DELETE's result is a CursorResult (Session.execute is typed as the plainer
+        # Result, which has no rowcount).
+        deleted = cast(
+            CursorResult[Any],
+            session.execute(delete(Probe).where(Probe.contributor_id == who.id)),
+        )
+        n_probes = deleted.rowcount
         session.execute(delete(Contributor).where(Contributor.id == who.id))
     files = 0
     with Session(engine) as session:

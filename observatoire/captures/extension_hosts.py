@@ -29,9 +29,9 @@ def platform_hosts(config: Path = CONFIG) -> list[str]:
             hosts.add(host)
     if config.exists():
         for match in _URL.finditer(config.read_text(encoding="utf-8")):
-            host = urlsplit(match.group(1)).hostname
-            if host:
-                hosts.add(host)
+            configured = urlsplit(match.group(1)).hostname
+            if configured:
+                hosts.add(configured)
     return sorted(hosts)
 
 

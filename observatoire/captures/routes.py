@@ -36,7 +36,8 @@ from observatoire.captures.reception import (
 )
 from observatoire.clock import Clock
 from observatoire.db.models import TargetRow
-from observatoire.publish.site import OUTCOMES_FR, environment
+from observatoire.outcomes import OUTCOMES_FR
+from observatoire.publish.formatting import environment
 
 OWN_AUTH = ("/api/captures", "/captures/")
 API_HEADERS = {
@@ -201,7 +202,9 @@ class CaptureRoutes:
             session.expunge_all()
             return list(rows)
 
-    async def upload_form(self, request: web.Request, message: str = "", status: int = 200):  # type: ignore[no-untyped-def]
+    async def upload_form(
+        self, request: web.Request, message: str = "", status: int = 200
+    ) -> web.Response:
         return self._page("deposer.html", status, targets=self._targets(), message=message)
 
     async def upload(self, request: web.Request) -> web.Response:

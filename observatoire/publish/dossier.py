@@ -50,7 +50,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from lxml import html as lxml_html
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import ColumnElement, Engine, or_, select
 from sqlalchemy.orm import Session
 
 from observatoire import __version__
@@ -61,9 +61,8 @@ from observatoire.adapters.base import normalize_text
 from observatoire.clock import PARIS, paris_midnight
 from observatoire.config import SIMULATOR_PLACEHOLDER, parse_opening_hours
 from observatoire.db.models import Contributor, Probe, TargetRow
-from observatoire.outcomes import NO_WAY_TO_BOOK, Outcome
-from observatoire.publish.site import OUTCOMES_FR, environment
-from observatoire.publish.site_views import DETAILS_FR, detail_fr
+from observatoire.outcomes import NO_WAY_TO_BOOK, OUTCOMES_FR, Outcome
+from observatoire.publish.formatting import DETAILS_FR, detail_fr, environment
 from observatoire.publish.swap import make_public
 from observatoire.record.evidence import EvidenceStore
 from observatoire.record.evidence_render import render_png
@@ -127,7 +126,7 @@ class DossierError(ValueError):
 
 
 def details_fr(code: str) -> str:
-    """A detail code in French, from the one table (site_views.DETAILS_FR); a court
+    """A detail code in French, from the one table (formatting.DETAILS_FR); a court
     document also gives the date a form closed. Never the raw code."""
     if not code:
         return ""
@@ -220,6 +219,12 @@ class Attempt:
             value = entry.get(key)
             return datetime.fromisoformat(str(value)) if value else None
 
+        def text(key: str) -> str | None:
+            value = entry.get(key)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{key} should be text or null, not {value!r}")
+            return value
+
         started = when("started_at")
         if started is None:
             raise ValueError("an attempt without started_at")
@@ -230,11 +235,11 @@ class Attempt:
             str(entry.get("detail") or ""),
             when("first_slot_at"),
             str(entry.get("mode") or "auto"),
-            entry.get("page_sha256"),  # type: ignore[arg-type]
-            entry.get("screenshot_sha256"),  # type: ignore[arg-type]
-            entry.get("platform_message"),  # type: ignore[arg-type]
+            text("page_sha256"),
+            text("screenshot_sha256"),
+            text("platform_message"),
             str(entry.get("role") or MAIN),
-            capture_sha256=entry.get("capture_sha256"),  # type: ignore[arg-type]
+            capture_sha256=text("capture_sha256"),
         )
 
 
@@ -289,7 +294,8 @@ def summarize(attempts: list[Attempt], opening_hours: str | None = None) -> Summ
     weeks = sorted({a.iso_week for a in failed})
     first_f = failed[0].started_at if failed else None
     last_f = failed[-1].started_at if failed else None
-    span = (last_f - first_f).total_seconds() / 86400 if first_f and last_f else None
+    spread = last_f - first_f if first_f and last_f else None
+    span = spread.total_seconds() / 86400 if spread is not None else None
     weekday_count = Counter(a.started_at.astimezone(PARIS).weekday() for a in failed)
     weekdays = [(WEEKDAYS_FR[d], weekday_count[d]) for d in range(7) if weekday_count[d]]
     parts = []
@@ -323,14 +329,14 @@ def summarize(attempts: list[Attempt], opening_hours: str | None = None) -> Summ
             "Aucune tentative de la période n'a constaté l'impossibilité de prendre "
             "rendez-vous : ce dossier ne l'établit pas."
         )
-    elif span is not None and (span < MIN_SPAN_DAYS or len(weeks) < 2):
+    elif spread is not None and span is not None and (span < MIN_SPAN_DAYS or len(weeks) < 2):
         where = (
             f"une seule semaine calendaire ({weeks[0]})"
             if len(weeks) < 2
             else f"{len(weeks)} semaines calendaires"
         )
         warnings.append(
-            f"Les tentatives infructueuses s'étendent sur {duration_fr(last_f - first_f)}"  # type: ignore[operator]
+            f"Les tentatives infructueuses s'étendent sur {duration_fr(spread)}"
             f", du {long_time(first_f)} au {long_time(last_f)}, dans {where}. Des "
             "tentatives aussi rapprochées ont été jugées insuffisantes : le Conseil d'État "
             "a écarté quatre captures d'écran prises du 13 au 18 septembre 2019 (CE, "
@@ -484,7 +490,7 @@ def build_dossier(
         lo = paris_midnight(since) if since else None
         hi = paris_midnight(since_next(until)) if until else None
 
-        def probes(*conditions):  # type: ignore[no-untyped-def]
+        def probes(*conditions: ColumnElement[bool]) -> list[Probe]:
             query = select(Probe).where(Probe.target_id == target_id, *conditions)
             if lo:
                 query = query.where(Probe.started_at >= lo)
@@ -671,6 +677,9 @@ def _safe_name(name: str) -> str:
 def _page_facts(page: bytes) -> tuple[str, list[str]]:
     """The recognised platform sentence(s) found in a saved page, and the choices
     (radio buttons, check boxes) it offered, with their labels."""
+    # HtmlElement, what the parser really returns (the stubs say the plainer _Element,
+    # without text_content or drop_tree), as parse_html in adapters/base.py declares it.
+    doc: lxml_html.HtmlElement
     try:
         doc = lxml_html.document_fromstring(page.decode("utf-8", errors="replace"))
     except (ValueError, lxml_html.etree.ParserError):
@@ -694,12 +703,15 @@ def _page_facts(page: bytes) -> tuple[str, list[str]]:
     return " / ".join(dict.fromkeys(found)), offered
 
 
-def _read_evidence(attempts: list[Attempt], evidence: EvidenceStore, info: dict) -> None:  # type: ignore[type-arg]
+def _read_evidence(
+    attempts: list[Attempt], evidence: EvidenceStore, info: dict[str, object]
+) -> None:
     """Quotes and, for `procedure_missing`, what was sought and what was offered."""
     cache: dict[str, tuple[str, list[str]]] = {}
-    wanted = (info.get("options") or {}).get("planning")
+    options = info.get("options")
+    wanted = options.get("planning") if isinstance(options, dict) else None
     for a in attempts:
-        facts = ("", [])
+        facts: tuple[str, list[str]] = ("", [])
         if a.page_sha256:
             if a.page_sha256 not in cache:
                 cache[a.page_sha256] = _page_facts(evidence.get(a.page_sha256, "html"))
@@ -1079,7 +1091,7 @@ def _verify_summary(manifest: dict[str, object], hashes: set[str]) -> list[str]:
     if not isinstance(raw, list):
         return ["manifest.json: attempt_list: missing, the summary cannot be recomputed"]
     try:
-        attempts = [Attempt.from_manifest(e) for e in raw]  # type: ignore[arg-type]
+        attempts = [Attempt.from_manifest(e) for e in raw]
         opening = manifest.get("opening_hours")
         summary = summarize(
             [a for a in attempts if a.role == MAIN], str(opening) if opening else None

@@ -29,13 +29,13 @@ from observatoire.db.models import ReleaseRow, TargetRow
 from observatoire.db.types import UTCDateTime
 from observatoire.platforms import PLATFORMS
 from observatoire.publish.swap import PublishRefused
+from observatoire.record.rollups import counted_sql
 from observatoire.stats import (
     CIMADE_CLASSES,
     NO_WAY_COLUMNS,
     OUTCOME_COLUMNS,
     VALID_COLUMNS,
     StatsInput,
-    counted_sql,
     monthly_stats,
 )
 

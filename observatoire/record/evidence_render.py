@@ -20,6 +20,9 @@ def stamped_html(page: bytes, url: str, when: datetime, note: str = "") -> str:
     """The saved page with the robot's stamp as the first element of its body. `note`
     adds a line to the stamp (the dossier says there which attempts saw this very page),
     so the picture carries its own caption wherever it is copied."""
+    # HtmlElement, what the parser really returns (the stubs say the plainer _Element,
+    # without drop_tree), as parse_html in adapters/base.py declares it.
+    doc: lxml_html.HtmlElement
     try:
         doc = lxml_html.document_fromstring(page.decode("utf-8", errors="replace"))
     except (ValueError, lxml_html.etree.ParserError):

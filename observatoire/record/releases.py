@@ -34,6 +34,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
@@ -166,16 +167,26 @@ class Survival:
         return self.low < seconds + 1e-6 and (self.high is None or seconds <= self.high + 1e-6)
 
 
+class PublishedRelease(Protocol):
+    """What `survival_of` reads of a release: a ReleaseRow, a Survival, or a stand-in."""
+
+    @property
+    def published_at(self) -> datetime: ...
+
+    @property
+    def uncertainty_seconds(self) -> int | None: ...
+
+
 def survival_of(
-    release: ReleaseRow | Survival | object,
+    release: PublishedRelease,
     looks: Sequence[Look],
     until: datetime | None,
 ) -> tuple[float | None, float | None, int]:
     """The survival interval of one release from the looks of its target (sorted by
     time), counting only looks before `until` (the next release: a look after it may
     see the next batch's slots)."""
-    published: datetime = release.published_at  # type: ignore[attr-defined]
-    uncertainty = getattr(release, "uncertainty_seconds", None)
+    published = release.published_at
+    uncertainty = release.uncertainty_seconds
     inferred = uncertainty is not None
     window = [lk for lk in looks if lk.at >= published and (until is None or lk.at < until)]
     if not window:
@@ -189,7 +200,7 @@ def survival_of(
             first_without = look.at
             break
     # The earliest the publication can have been, and the latest.
-    earliest = published - timedelta(seconds=uncertainty) if inferred else published
+    earliest = published - timedelta(seconds=uncertainty) if uncertainty is not None else published
     latest = published if inferred else published + BANNER_PRECISION
     low = 0.0 if last_with is None else max(0.0, (last_with - latest).total_seconds())
     high = None if first_without is None else (first_without - earliest).total_seconds()
@@ -372,7 +383,8 @@ def _fold(line: str) -> str:
     data = line.encode("utf-8")
     if len(data) <= 75:
         return line
-    parts, current = [], b""
+    parts: list[str] = []
+    current = b""
     for char in line:
         encoded = char.encode("utf-8")
         if len(current) + len(encoded) > (75 if not parts else 74):

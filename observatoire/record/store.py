@@ -20,8 +20,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import CursorResult, Engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -228,8 +229,13 @@ def recover_interrupted(
         if holder is None and not _holder_dead(who, started, now, lease):
             continue
         with Session(engine) as session, session.begin():
-            claimed = session.execute(delete(ProbeAttempt).where(ProbeAttempt.id == attempt_id))
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            # A DELETE's result is a CursorResult (Session.execute is typed as the plainer
+            # Result, which has no rowcount).
+            claimed = cast(
+                CursorResult[Any],
+                session.execute(delete(ProbeAttempt).where(ProbeAttempt.id == attempt_id)),
+            )
+            if claimed.rowcount != 1:
                 continue  # another process recovered it first
             session.add(
                 Probe(
@@ -277,7 +283,7 @@ def check_writable(engine: Engine, evidence: EvidenceStore) -> None:
     try:
         with engine.begin() as conn:
             conn.execute(
-                Lease.__table__.insert().values(
+                insert(Lease).values(
                     target_id=key, holder="write-check", expires_at=datetime.now(UTC)
                 )
             )

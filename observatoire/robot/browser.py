@@ -17,9 +17,9 @@ import html
 import json
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urljoin, urlsplit
 
 from playwright.async_api import Browser, Page, Playwright, Route, async_playwright
@@ -139,13 +139,13 @@ class BrowserPool:
 MAX_HOPS = 8
 
 
-def _router(  # type: ignore[no-untyped-def]
+def _router(
     http: HttpSession,
     block_assets: bool,
     paused: list[HostPaused],
     failures: list[str],
     assets: AssetCache,
-):
+) -> Callable[[Route], Awaitable[None]]:
     """`failures` collects why requests failed (timeout, reset, redirect loop), so an
     adapter can say more than "the page did not load". Static assets already fetched
     by this process are served from `assets` without any request."""
@@ -245,7 +245,15 @@ async def _fetch(route: Route, http: HttpSession, document: bool) -> tuple[Any, 
     raise RuntimeError(f"network: more than {MAX_SUBRESOURCE_HOPS} redirects")
 
 
-def _hop_page(url: str, location: str, headers: dict[str, str]) -> dict[str, object]:
+class _Fulfilment(TypedDict):
+    """The keyword arguments of `Route.fulfill` that `_hop_page` gives."""
+
+    status: int
+    headers: dict[str, str]
+    body: str
+
+
+def _hop_page(url: str, location: str, headers: dict[str, str]) -> _Fulfilment:
     """Playwright does not route the request that follows a redirect, so that hop would
     escape the host's gate. Instead the redirect becomes a tiny page that navigates to
     the target: a fresh navigation, routed (and counted) like any other."""

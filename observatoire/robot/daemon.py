@@ -15,12 +15,14 @@ import contextlib
 import hashlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine
 
 from observatoire.config import Target, load_config
 from observatoire.record.store import (
@@ -268,7 +270,9 @@ class Daemon:
         return code
 
     @staticmethod
-    async def _sweep_first(targets: list[Target], sweep_one) -> None:  # type: ignore[no-untyped-def]
+    async def _sweep_first(
+        targets: list[Target], sweep_one: Callable[[Target], Awaitable[None]]
+    ) -> None:
         """The interrupted targets, each host's one after another, hosts concurrently."""
         by_host: dict[str, list[Target]] = {}
         for t in targets:
@@ -280,7 +284,7 @@ class Daemon:
 
         await asyncio.gather(*(host(ts) for ts in by_host.values()))
 
-    async def _finish_in_flight(self, engine, holder: str) -> int:  # type: ignore[no-untyped-def]
+    async def _finish_in_flight(self, engine: Engine, holder: str) -> int:
         """Let the probes in flight finish and be stored, within the grace; stop the
         rest and store them as `error/interrupted` (with this process's attempts left
         behind), so everything started is stored or counted. 0, or 1 if not."""

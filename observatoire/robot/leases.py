@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.types import TypeEngine
 
 from observatoire.db.models import HostGateRow, Lease
 from observatoire.db.types import UTCDateTime
@@ -50,15 +51,14 @@ def acquire(
     """Take the lease unless someone else holds an unexpired one. Atomic on SQLite and
     PostgreSQL (one INSERT … ON CONFLICT DO UPDATE … WHERE)."""
     make = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-    table = Lease.__table__
-    stmt = make(table).values(target_id=target_id, holder=holder, expires_at=now + ttl)
+    stmt = make(Lease).values(target_id=target_id, holder=holder, expires_at=now + ttl)
     stmt = stmt.on_conflict_do_update(
         index_elements=["target_id"],
         set_={"holder": stmt.excluded.holder, "expires_at": stmt.excluded.expires_at},
-        where=(table.c.expires_at < now) | (table.c.holder == holder),
+        where=(Lease.expires_at < now) | (Lease.holder == holder),
     )
     with engine.begin() as conn:
-        taken = conn.execute(stmt.returning(table.c.target_id)).first()
+        taken = conn.execute(stmt.returning(Lease.target_id)).first()
     return taken is not None
 
 
@@ -107,19 +107,19 @@ def release_stale(engine: Engine, host_pause: float = 1.0) -> int:
     for target_id, holder in dead:
         release(engine, target_id, holder)
     freed = 0
-    table = HostGateRow.__table__
-    for host, holder in gates:
-        if not _dead_here(holder):
+    for host, gate_holder in gates:
+        # Never None (selected with IS NOT NULL); the column itself is nullable.
+        if gate_holder is None or not _dead_here(gate_holder):
             continue
         pause_until = datetime.now(UTC) + timedelta(seconds=host_pause)
         with engine.begin() as conn:
             freed += conn.execute(
-                update(table)
-                .where(table.c.host == host, table.c.holder == holder)
+                update(HostGateRow)
+                .where(HostGateRow.host == host, HostGateRow.holder == gate_holder)
                 .values(
                     holder=None,
                     held_until=None,
-                    next_allowed_at=_later(table.c.next_allowed_at, pause_until),
+                    next_allowed_at=_later(HostGateRow.next_allowed_at, pause_until),
                 )
             ).rowcount
     return len(dead) + freed
@@ -153,7 +153,11 @@ def _later(column: Any, when: datetime) -> Any:
 # the request to a loopback simulator). The SQL is the same on SQLite (>= 3.35) and
 # PostgreSQL. `_later(x, t)` is max(x, t) with NULL as "long ago" (no GREATEST on SQLite).
 _T = UTCDateTime()
-_GATE_COLUMNS = {"holder": String(), "held_until": _T, "next_allowed_at": _T}
+_GATE_COLUMNS: dict[str, TypeEngine[Any]] = {
+    "holder": String(),
+    "held_until": _T,
+    "next_allowed_at": _T,
+}
 _TAKE = (
     text(
         "INSERT INTO host_gates (host, holder, held_until, next_allowed_at, requests) "

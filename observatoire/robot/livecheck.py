@@ -14,7 +14,9 @@ wording): the verdict is a hint for a person, who then runs one supervised probe
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -24,7 +26,10 @@ from lxml import html as lxml_html
 from observatoire.adapters.base import blocked_sign, normalize_text, page_text, response_text
 from observatoire.adapters.legacy_booking import RETIRED
 from observatoire.config import Target
+from observatoire.platforms import PLATFORMS
 from observatoire.robot.politeness import HostPaused, PolitePolicy, TooManyRedirects
+from observatoire.robot.runtime import Runtime
+from observatoire.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -200,3 +205,61 @@ async def look_once(target: Target, policy: PolitePolicy) -> LiveLook:
         look.requests = session.requests_made
         await session.aclose()
     return look
+
+
+@dataclass(frozen=True)
+class LiveCheck:
+    """One look at a target's first page, and what the operator is told about it."""
+
+    target: Target
+    look: LiveLook
+    #: The User-Agent the request was sent with (the robot's, with its contact).
+    user_agent: str
+
+    @property
+    def fine(self) -> bool:
+        """The page looks like the configured platform and needs no attention."""
+        return self.look.verdict(self.target.platform)[0]
+
+    def lines(self) -> list[str]:
+        """The report: what answered, the signs seen, the verdict and, when fine, the
+        next step (a supervised probe, or the volunteer's page for a captcha)."""
+        target, look = self.target, self.look
+        fine, sentence = look.verdict(target.platform)
+        lines = [
+            f"{target.id} ({target.platform}): {look.url}",
+            f"  answered: HTTP {look.status} at {look.final_url}"
+            if look.status is not None
+            else "  answered: nothing",
+            f"  requests: {look.requests} (User-Agent: {self.user_agent})",
+            f"  recognised platform: {look.platform or 'none'}",
+            *(f"    sign: {sign}" for sign in look.signs),
+            f"  retired link: {'yes' if look.retired else 'no'}",
+            f"  verdict: {sentence}",
+        ]
+        if fine:
+            nxt = (
+                "a captcha comes first: it waits for a volunteer (`observatoire assist`)"
+                if PLATFORMS[target.platform].captcha_first
+                else f"one supervised probe: `observatoire probe {target.id}`"
+            )
+            lines.append(f"  next: {nxt}")
+        return lines
+
+
+def check_live(settings: Settings, configured: Sequence[Target], target: Target) -> LiveCheck:
+    """One polite GET of `target`'s URL (redirects followed), stored nowhere. The
+    identification rule is checked first; the per-host gate is the one shared with a
+    running robot, or without a database yet this process's own (one request anyway).
+    `configured` are the file's targets, whose host groups the gate joins."""
+    runtime = Runtime.for_hosts(settings, [target.host], database="optional")
+
+    async def look() -> LiveLook:
+        policy = runtime.policy()
+        policy.join_groups(configured)
+        try:
+            return await look_once(target, policy)
+        finally:
+            await policy.aclose()
+
+    return LiveCheck(target, asyncio.run(look()), runtime.user_agent)

@@ -78,7 +78,7 @@ class DemarchesModule:
             return response
         if len(parts) >= 2 and parts[0] == "fermeture":
             demarche = self._find(site, parts[1])
-            closed = demarche and self._active(demarche.closed)
+            closed = self._active(demarche.closed) if demarche is not None else None
             if demarche is None or closed is None:
                 return Response.redirect(f"/{site.host}/commencer/{parts[1]}")
             since = self.state.anchor + timedelta(days=closed.from_day)

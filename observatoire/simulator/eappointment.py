@@ -248,8 +248,8 @@ class EAppointmentModule:
         return Response(200, json.dumps(reply).encode(), "application/json")
 
     def _dates(self, site: EAppointmentSite, session: dict[str, object]) -> str:
-        keys = session.get("motives", [])
-        chosen = [m for m in site.motives if m.key in keys]  # type: ignore[operator]
+        keys = session.get("motives")  # the motive keys chosen on the previous step
+        chosen = [m for m in site.motives if m.key in keys] if isinstance(keys, list) else []
         slots = sorted({s for m in chosen for s in self.slots(site, m).slots})
         local = [s.astimezone(PARIS) for s in slots]
         free = {s.date() for s in local}

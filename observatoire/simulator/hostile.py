@@ -468,8 +468,8 @@ def start_hostile_site(host: str = "127.0.0.1") -> RunningHostileSite:
     if not host.startswith("127."):
         raise ValueError("the hostile site only listens on loopback")
     state = HostileState()
-    server = _Server((host, 0), _Handler)
-    server.state = state  # type: ignore[assignment]
+    server: _Server[HostileState] = _Server((host, 0), _Handler)
+    server.state = state
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )

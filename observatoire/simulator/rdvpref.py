@@ -451,6 +451,7 @@ class RdvPrefectureModule:
             first_day = date_max - timedelta(days=WEEK_DAYS - 1)
         week = [first_day + timedelta(days=i) for i in range(WEEK_DAYS)]
         in_week = [s for s in slots if week[0] <= s.date() <= week[-1]]
+        view: str  # the site's layout, "next_availability" or its empty view
         if in_week:
             state, view = "open", site.layout
             calendar, shown = self._week(site, week, in_week)

@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from observatoire.clock import Clock, SystemClock
@@ -136,14 +136,10 @@ class SimulatorState:
         self.rdvpref = RdvPrefectureModule(self)
         # host -> (module, site)
         self.hosts: dict[str, tuple[Any, Any]] = {}
-        for site in scenario.legacy_sites:
-            self.hosts[site.host] = (self.legacy, site)
-        for site in scenario.demarches_sites:
-            self.hosts[site.host] = (self.demarches, site)
-        for site in scenario.eappointment_sites:
-            self.hosts[site.host] = (self.eappointment, site)
-        for site in scenario.rdv_prefecture_sites:
-            self.hosts[site.host] = (self.rdvpref, site)
+        self.hosts.update({s.host: (self.legacy, s) for s in scenario.legacy_sites})
+        self.hosts.update({s.host: (self.demarches, s) for s in scenario.demarches_sites})
+        self.hosts.update({s.host: (self.eappointment, s) for s in scenario.eappointment_sites})
+        self.hosts.update({s.host: (self.rdvpref, s) for s in scenario.rdv_prefecture_sites})
 
     def slots_now(self, key: str, profile: str) -> SlotState:
         """What the slot `key` (one counter, motive or procedure) offers at this instant."""
@@ -276,10 +272,26 @@ class SimulatorState:
         return Response(200, json.dumps(payload).encode(), "application/json")
 
 
+class HandlerState(Protocol):
+    """What `_Handler` needs of the state its server carries: the simulator's
+    `SimulatorState`, or the hostile site's `HostileState`."""
+
+    conduct: Conduct
+    hang_seconds: float
+
+    def dispatch(self, request: Request) -> Response: ...
+
+
+StateT = TypeVar("StateT", bound=HandlerState)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # small responses must not wait for delayed ACKs
-    server: _Server
+    server: _Server[HandlerState]
+    #: BaseHTTPRequestHandler's pending header lines (set by send_header, undeclared in
+    #: the stubs): `_serve` appends the body to them to send both in one write.
+    _headers_buffer: list[bytes]
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: the truth log says more
         pass
@@ -348,10 +360,13 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = _serve
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(ThreadingHTTPServer, Generic[StateT]):
     daemon_threads = True
     allow_reuse_address = True
-    state: SimulatorState
+    state: StateT
+    #: What the bound AF_INET socket's getsockname() gave: the host is always a str
+    #: (the base class also accepts the bytes an unbound address may be).
+    server_address: tuple[str, int]
 
 
 @dataclass
@@ -362,14 +377,14 @@ class RunningSimulator:
     hosts: the robot's per-host politeness then lets them be probed concurrently.
     """
 
-    servers: list[_Server]
+    servers: list[_Server[SimulatorState]]
     threads: list[threading.Thread]
     blackhole: list[socket.socket] = field(default_factory=list)
     #: simulated host name -> index in `servers`
     placement: dict[str, int] = field(default_factory=dict)
 
     @property
-    def server(self) -> _Server:
+    def server(self) -> _Server[SimulatorState]:
         return self.servers[0]
 
     @property
@@ -381,7 +396,7 @@ class RunningSimulator:
         return self._url(self.servers[0])
 
     @staticmethod
-    def _url(server: _Server) -> str:
+    def _url(server: _Server[SimulatorState]) -> str:
         host, port = server.server_address[:2]
         return f"http://{host}:{port}"
 
@@ -426,10 +441,10 @@ def start_simulator(
     state.blackhole_url = "http://{}:{}".format(*blackhole[0].getsockname()[:2])
     site_hosts = list(state.hosts)
     count = max(1, len(site_hosts)) if spread else 1
-    servers: list[_Server] = []
+    servers: list[_Server[SimulatorState]] = []
     threads: list[threading.Thread] = []
     for index in range(count):
-        server = _Server((host, port if index == 0 else 0), _Handler)
+        server: _Server[SimulatorState] = _Server((host, port if index == 0 else 0), _Handler)
         server.state = state
         thread = threading.Thread(
             target=server.serve_forever,
