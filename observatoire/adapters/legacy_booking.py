@@ -41,6 +41,7 @@ from observatoire.adapters.base import (
     blocked_sign,
     check_status,
     decode_page,
+    element_xpath,
     normalize_text,
     parse_html,
     response_text,
@@ -271,6 +272,13 @@ def _common_signs(
         raise stop(Outcome.BLOCKED, sign)
 
 
+# The week calendar's parts, compiled once (parse_week runs on every week fetched).
+_TABLES = element_xpath(".//table")
+_ROWS = element_xpath(".//tbody/tr | ./tr")
+_ROW_HEAD = element_xpath("./th")
+_ROW_CELLS = element_xpath("./td")
+
+
 def parse_week(fragment: str) -> list[datetime]:
     """Free slots in one week fragment, as Europe/Paris datetimes.
 
@@ -286,19 +294,19 @@ def parse_week(fragment: str) -> list[datetime]:
         MONTHS[heading.group("month").lower()],
         int(heading.group("day")),
     )
-    tables = doc.xpath(".//table")
+    tables = _TABLES(doc)
     if not tables:
         raise ValueError("no calendar table")
     slots: list[datetime] = []
-    for row in tables[0].xpath(".//tbody/tr | ./tr"):
-        head = row.xpath("./th")
+    for row in _ROWS(tables[0]):
+        head = _ROW_HEAD(row)
         if not head:
             continue
         match = HHMM.match(normalize_text(head[0].text_content()))
         if not match:
             raise ValueError("row without a time")
         at = time(int(match.group(1)), int(match.group(2)))
-        for column, cell in enumerate(row.xpath("./td")):
+        for column, cell in enumerate(_ROW_CELLS(row)):
             if FREE_CELL in " ".join(cell.text_content().lower().split()):
                 slots.append(datetime.combine(monday + timedelta(days=column), at, PARIS))
     return slots
