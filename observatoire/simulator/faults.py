@@ -34,23 +34,28 @@ class FaultBoard:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._counter = 0
+        self._counters: dict[str, int] = {}
 
     def set(self, rules: list[FaultRule]) -> None:
         with self._lock:
             self.rules = list(rules)
 
     def pick(self, path: str, anchor: datetime, now: datetime) -> str | None:
+        """The fault this request gets, if any. A share is drawn from the request's rank
+        among its own site's requests (the path's first segment), not among all
+        requests: the robot sends one request at a time per site, so each site's
+        sequence, and the demo's outcome counts, are the same from run to run however
+        concurrent sites interleave."""
+        site = path.lstrip("/").split("/", 1)[0]
         with self._lock:
-            self._counter += 1
-            counter = self._counter
+            counter = self._counters[site] = self._counters.get(site, 0) + 1
             rules = list(self.rules)
         for index, rule in enumerate(rules):
             if not path.startswith(rule.path_prefix):
                 continue
             if rule.period is not None and not rule.period.contains(anchor, now):
                 continue
-            if rule.share >= 1 or unit(self.seed, "fault", index, counter) < rule.share:
+            if rule.share >= 1 or unit(self.seed, "fault", index, site, counter) < rule.share:
                 return rule.kind
         return None
 
