@@ -772,7 +772,8 @@ def status(
     target not probed for 3 cadences, an enabled target whose last N probes are all
     unrecognized, all blocked or all a retired link (a finding to report), and an adapter
     whose error/unrecognized share jumped (the site probably changed). Exit 1 when
-    something needs a human."""
+    something needs a human. Also prints how many people's captures wait for review
+    (out of the figures until accepted; no exit code)."""
     from observatoire.health import check_health
 
     cfg = _config_offline(config, simulator_url)  # sends no request
@@ -781,6 +782,8 @@ def status(
         typer.echo(json.dumps(report.as_dict(), ensure_ascii=False, default=str))
     else:
         out.print(report.table())
+        for note in report.notes:
+            out.print(note, highlight=False, markup=False)
         for flag in report.flags:
             err.print(f"needs a human: {flag}", highlight=False, markup=False)
     if report.flags:

@@ -9,6 +9,7 @@ import pandas as pd
 from rich.table import Table
 from sqlalchemy import Engine, text
 
+from observatoire.captures.review import pending_count
 from observatoire.config import Target
 from observatoire.db.types import UTCDateTime
 from observatoire.outcomes import RETRYABLE, TARGET_RETIRED, Outcome, values
@@ -60,6 +61,20 @@ class HealthReport:
     last_n: int = LAST_N
     #: UTC instants of each row's last probe, for the JSON document.
     last_at: dict[str, datetime] = field(default_factory=dict)
+    #: People's captures waiting for review (`captures review`): out of every figure
+    #: until a person decides. Shown, not a finding: the queue waits for the reviewers'
+    #: next round, it does not make the robot unhealthy.
+    captures_pending: int = 0
+
+    @property
+    def notes(self) -> list[str]:
+        """Lines `status` prints for the operator beside the table (no exit code)."""
+        if not self.captures_pending:
+            return []
+        return [
+            f"{self.captures_pending} capture(s) waiting for review, out of the figures "
+            "until accepted: observatoire captures review"
+        ]
 
     @property
     def flags(self) -> list[str]:
@@ -90,6 +105,7 @@ class HealthReport:
             "targets": [
                 {**row, "last_at": _iso(self.last_at.get(row["target"]))} for row in self.rows
             ],
+            "captures_pending": self.captures_pending,
         }
 
 
@@ -150,7 +166,7 @@ def check_health(
     """Per target, the last probe and the last 24 h; flags what needs a human: a target
     not probed for 3 cadences, an enabled target whose last `last_n` probes are all
     unrecognized, all retired links or all blocked, and an adapter whose error and
-    unrecognized share jumped."""
+    unrecognized share jumped. Counts the captures waiting for review."""
     since = now - timedelta(days=8)
     sql = (
         text(
@@ -171,7 +187,7 @@ def check_health(
         )
         last = {r["target_id"]: r for r in conn.execute(last_sql).mappings().all()}
     streaks = last_probes(engine, last_n)
-    report = HealthReport(checked_at=now, last_n=last_n)
+    report = HealthReport(checked_at=now, last_n=last_n, captures_pending=pending_count(engine))
     probeable, _ = split_probeable(targets)
     day = recent[recent["started_at"] >= now - timedelta(days=1)] if len(recent) else recent
     for t in targets:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner, Result
 
 from observatoire.captures.contributors import ContributorInfo, add_contributor
+from observatoire.captures.ocr import OcrReading
 from observatoire.captures.reception import CaptureService
 from observatoire.cli import app
 from observatoire.db import Probe, TargetRow
@@ -296,3 +297,24 @@ def mixed_probes(engine: Engine, evidence: EvidenceStore) -> None:
     manual(volunteer, "93-b", PRIVATE_AT + timedelta(days=1), replace(found, page=None))
     for _, store in sorted(events, key=lambda e: e[0]):
         store()
+
+
+def doubtful_capture(
+    engine: Engine,
+    evidence: EvidenceStore,
+    who: ContributorInfo,
+    tid: str,
+    at: datetime,
+    result: ProbeResult,
+) -> int:
+    """A phone screenshot read as `result`, sent from a phone whose clock is two hours
+    off: stored by the reception desk as a probe, waiting for review. Returns the
+    capture's id."""
+    detail = result.detail or f"ocr:{result.outcome.value}"
+    reading = OcrReading(result.outcome, detail, "texte lu", first_slot_at=result.first_slot_at)
+    shot = b"\x89PNG\r\n\x1a\n" + f"{tid} {at.isoformat()}".encode()
+    done = CaptureService(engine, evidence).receive_screenshot(
+        who, shot, tid, at, client_time=at - timedelta(hours=2), ocr=reading
+    )
+    assert (done.review, done.review_reason) == ("pending", "client_clock_differs"), done
+    return done.id

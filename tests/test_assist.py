@@ -4,15 +4,21 @@ the robot records `no_slot` and `available` probes with evidence."""
 
 from __future__ import annotations
 
+import copy
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from playwright.async_api import Page
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from observatoire.assist.observation import AssistServices
@@ -23,17 +29,17 @@ from observatoire.clock import PARIS, VirtualClock
 from observatoire.config import Target, load_config
 from observatoire.db import make_engine
 from observatoire.db.migrate import upgrade
-from observatoire.db.models import Probe
+from observatoire.db.models import Probe, ProbeAttempt
 from observatoire.outcomes import Outcome, ProbeResult
 from observatoire.record.evidence import EvidenceStore
-from observatoire.record.store import save_probe, sync_targets
+from observatoire.record.store import save_probe, start_attempt, sync_targets
 from observatoire.robot.browser import BrowserPool
 from observatoire.robot.politeness import PolitePolicy
 from observatoire.simulator import RunningSimulator
 from observatoire.simulator.scenario import RdvDemarche
 from observatoire.simulator.server import TruthRecord
-from tests.conftest import DEMO_CONFIG, REQUIRE_ALL, T0
-from tests.factories import probe_record
+from tests.conftest import DEMO_CONFIG, REPO, REQUIRE_ALL, T0, need_chromium
+from tests.factories import probe_record, robot_env
 
 UA = "observatoire/test (+https://example.org/contact)"
 AXE = Path(__file__).resolve().parents[1] / "node" / "node_modules" / "axe-core" / "axe.min.js"
@@ -247,9 +253,10 @@ async def test_abandon_and_one_observation_per_host(
     # Every assisted target is on the same host: a second volunteer must wait.
     await second.click("text=Observer la démarche suivante")
     assert "une seule observation à la fois par site" in await second.inner_text("[role=alert]")
+    assert len(attempts(assist.engine)) == 1
     await first.click("text=Abandonner")
     assert "rien n'a été enregistré" in await first.inner_text("main")
-    assert probes(assist.engine) == []
+    assert probes(assist.engine) == [] and attempts(assist.engine) == []
     await second.click("text=Observer la démarche suivante")
     assert await second.locator("#reponse").count() == 1
     await first.context.close()
@@ -529,10 +536,13 @@ async def test_look_again_measures_how_long_released_slots_last(
     assert "session sur le site a expiré" in await page.inner_text("[role=alert]")
     assert await page.locator("#reponse").count() == 1
     assert len(probes(assist.engine)) == looks  # nothing recorded for the expired look
+    (started,) = attempts(assist.engine)  # but the look is under way: its row is written
+    assert started.mode == "assisted"
     await page.fill("#reponse", await hook_answer(simulator))
     await page.click("text=Valider le code")
     assert await page.inner_text("h2") == "Observation enregistrée"
     assert len(probes(assist.engine)) == looks + 1
+    assert attempts(assist.engine) == []  # deleted with the probe
     report = simulator.state.conduct.report()
     assert report["violations"] == [] and max(report["max_in_flight"].values()) <= 1
     await page.click("text=Fermer la session sur le site")
@@ -564,3 +574,158 @@ async def test_one_observation_per_gate_not_per_spelling_of_the_host(
         assert await app._reserve(PSEUDONYM) is not None
     finally:
         await policy.aclose()
+
+
+# -- written as started (probe_attempts), like the sweep's probes -------------------------
+def attempts(engine: Engine) -> list[ProbeAttempt]:
+    with Session(engine) as session:
+        return list(session.scalars(select(ProbeAttempt).order_by(ProbeAttempt.id)))
+
+
+async def test_observation_is_written_as_started_and_finished_with_its_probe(
+    engine: Engine,
+    tmp_path: Path,
+    simulator: RunningSimulator,
+    clock: VirtualClock,
+    browser_pool: BrowserPool,
+) -> None:
+    """From its first request to its probe, an observation has its `probe_attempts` row
+    (mode assisted): a wrong answer keeps it, the stored probe deletes it, each "Regarder
+    à nouveau" writes its own. The volunteer's abandon deletes it and records nothing; a
+    robot failure in the middle of a step stores it as `error/interrupted`, counted in
+    coverage like a sweep's probe cut short. Before: no row at any point."""
+    from observatoire.assist.observation import Observation, State
+    from observatoire.db.models import ProbeDay
+
+    cfg = load_config(DEMO_CONFIG, simulator_url=simulator.base_url)
+    sync_targets(engine, cfg.targets, clock.now())
+    first, second, third = assisted_targets(cfg.targets)
+    policy = PolitePolicy(UA, 0.0, 10.0)
+    services = AssistServices(engine, EvidenceStore(tmp_path / "ev"), policy, browser_pool, clock)
+    try:
+        observation = Observation(services, first, PSEUDONYM, keep_session=True)
+        await observation.start()
+        assert observation.state is State.CAPTCHA
+        (row,) = attempts(engine)
+        assert (row.target_id, row.mode, row.holder) == (first.id, "assisted", services.holder)
+        assert row.started_at == clock.now() and probes(engine) == []
+        await observation.answer("WRONG1")
+        assert [a.id for a in attempts(engine)] == [row.id]
+        await observation.answer(await hook_answer(simulator))
+        assert observation.state is State.RECORDED and observation.can_look_again
+        assert attempts(engine) == []
+        clock.advance(timedelta(minutes=2))
+        await observation.look_again()
+        assert attempts(engine) == [] and len(probes(engine)) == 2
+        await observation.close_session()
+
+        # Abandoned in front of its captcha: nothing recorded, no row left.
+        abandoned = Observation(services, second, PSEUDONYM)
+        await abandoned.start()
+        assert len(attempts(engine)) == 1
+        await abandoned.abandon()
+        assert attempts(engine) == [] and len(probes(engine)) == 2
+
+        # The robot fails once the answer is sent: counted as interrupted, at once.
+        app = AssistApp(services, cfg.targets)
+        failing = Observation(services, third, PSEUDONYM)
+        await failing.start()
+
+        async def broken(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("a bug in the adapter")
+
+        failing.adapter = replace_method(failing.adapter, "submit_answer", broken)
+        with pytest.raises(RuntimeError):
+            await app._step(failing, failing.answer("ABC123"))
+        assert failing.state is State.FAILED and failing.finished
+        assert attempts(engine) == []
+        interrupted = probes(engine)[-1]
+        assert (interrupted.target_id, interrupted.outcome, interrupted.detail) == (
+            third.id,
+            "error",
+            "interrupted",
+        )
+        assert interrupted.mode == "assisted" and not interrupted.followup
+        with Session(engine) as session:
+            day = session.get(ProbeDay, (third.id, "2026-03-02"))
+        assert day is not None and (day.error, day.assisted) == (1, 1)
+    finally:
+        await policy.aclose()
+
+
+def replace_method(adapter: object, name: str, method: object) -> Any:
+    """A copy of the (shared) adapter instance with one step replaced."""
+    broken = copy.copy(adapter)
+    setattr(broken, name, method)
+    return broken
+
+
+async def test_kill_mid_observation_leaves_an_attempt_counted_as_interrupted(
+    tmp_path: Path, live_simulator: RunningSimulator
+) -> None:
+    """`observatoire assist` killed (-9) while a volunteer's captcha is shown: the
+    observation's row stays in `probe_attempts`, and the next start of `assist` stores it
+    as an `error/interrupted` assisted probe, in the rollups. Before: no trace at all."""
+    need_chromium()
+    env = robot_env(tmp_path, DEMO_CONFIG.read_text("utf-8"))
+    engine = make_engine(env["OBSERVATOIRE_DATABASE_URL"])
+
+    def serve() -> tuple[subprocess.Popen[str], str, str]:
+        """A started `assist`, its address with the token, and what it said before."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "observatoire.cli", "assist", "-c", env["CFG"]]
+            + ["--simulator-url", live_simulator.base_url, "--port", "0"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        said = ""
+        for line in proc.stdout:
+            if "?jeton=" in line:
+                return proc, line.strip(), said
+            said += line
+        proc.kill()
+        raise AssertionError(proc.communicate()[1][-3000:])
+
+    proc, entry, _ = serve()
+    try:
+        async with httpx.AsyncClient(follow_redirects=True, timeout=60) as client:
+            assert (await client.get(entry)).status_code == 200
+            base = entry.split("/?")[0]
+            await client.post(f"{base}/pseudonyme", data={"pseudonyme": PSEUDONYM})
+            page = await client.post(f"{base}/suivante")
+            assert "/observation/" in str(page.url) and 'id="reponse"' in page.text
+        (row,) = attempts(engine)
+        assert row.mode == "assisted" and row.holder.endswith(f":{proc.pid}")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+    assert [a.id for a in attempts(engine)] == [row.id]  # the kill left it
+    assert probes(engine) == []
+    # A dead daemon's probe is left to `run` and `probe` (they probe its target first).
+    robots = start_attempt(
+        engine, "93-titre-sejour-9845", "gone:1", datetime.now(UTC) - timedelta(hours=2),
+        "legacy_booking", "1.0",
+    )  # fmt: skip
+
+    proc, _, said = serve()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-3000:]
+    assert "1 observation(s) interrupted by a previous run" in said
+    assert [a.id for a in attempts(engine)] == [robots]
+    (probe,) = probes(engine)
+    assert (probe.target_id, probe.outcome, probe.detail, probe.mode) == (
+        row.target_id,
+        "error",
+        "interrupted",
+        "assisted",
+    )
+    assert probe.started_at == row.started_at
+    with engine.connect() as conn:
+        counted = conn.execute(text("SELECT SUM(error), SUM(assisted) FROM probe_days")).one()
+    assert tuple(counted) == (1, 1)
+    engine.dispose()

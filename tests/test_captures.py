@@ -5,32 +5,46 @@ private applicant captures kept out of the figures, phone screenshots read by OC
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
-from observatoire.captures.contributors import add_contributor, authenticate
+from observatoire.captures.contributors import ContributorInfo, add_contributor, authenticate
 from observatoire.captures.delete import delete_contributor
 from observatoire.captures.reception import CaptureService
+from observatoire.captures.review import (
+    ReviewError,
+    accept_capture,
+    pending_count,
+    reject_capture,
+    review_queue,
+)
 from observatoire.captures.routes import RateLimiter
 from observatoire.clock import VirtualClock
 from observatoire.config import load_config
+from observatoire.db import make_engine
 from observatoire.db.models import CaptureRow, Contributor, Probe, ProbeDay
+from observatoire.health import check_health
 from observatoire.outcomes import Outcome, ProbeResult
+from observatoire.publish.dossier import build_dossier
 from observatoire.record.evidence import EvidenceStore
-from observatoire.record.rollups import rebuild
+from observatoire.record.releases import looks_by_target
+from observatoire.record.rollups import counted_sql, rebuild
 from observatoire.record.store import save_probe, sync_targets
 from observatoire.robot.browser import BrowserPool
 from observatoire.simulator import RunningSimulator
+from observatoire.stats import monthly_stats
+from tests import factories
 from tests.captures_support import RDV, capture_server, walk_to_slots
 from tests.conftest import DEMO_CONFIG, REQUIRE_ALL, T0
-from tests.factories import probe_record
+from tests.factories import VALID_TARGETS, add_target, doubtful_capture, probe_record
 
 HAUTS_DE_SEINE = "92-titre-sejour-rdvpref-3327"
 
@@ -268,3 +282,189 @@ async def test_phone_screenshot_no_slot_and_doubtful_ones_wait_for_review(
         refused = await upload(clear, "faux")
         await client.aclose()
         assert refused.status_code == 401 and "Jeton personnel inconnu" in refused.text
+
+
+# -- review: a doubtful capture counts in no figure until a person accepts it -------------
+FIGURES = ["probes", "probes_manual", "no_slot", "available", "valid", "no_way"]
+MARCH = [datetime(2026, 3, d, 10, 0, tzinfo=UTC) for d in range(1, 6)]
+
+
+def figures(engine: Engine) -> dict[tuple[str, str], list[int]]:
+    """What the monthly statistics say, per target and month (the counts a capture moves),
+    with the days without any slot."""
+    frame = monthly_stats(engine, "target")
+    return {
+        (row["target_id"], row["month"]): [row[c] for c in [*FIGURES, "days_without_slot"]]
+        for row in frame.to_dict(orient="records")
+    }
+
+
+def public_reads(engine: Engine) -> tuple[int, int, int]:
+    """What open data, the site and the survival of releases read: counted probes, looks
+    that say whether slots existed, and the episodes without any slot."""
+    with engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT COUNT(*) FROM probes p WHERE {counted_sql('p')}"))
+        episodes = conn.execute(text("SELECT COUNT(*) FROM episodes")).scalar_one()
+        counted = rows.scalar_one()
+    return counted, len(looks_by_target(engine)["92-a"]), episodes
+
+
+def dossier_attempts(engine: Engine, evidence: EvidenceStore, out: Path) -> tuple[int, int]:
+    """The attempts and failed attempts the target's dossier counts."""
+    manifest = build_dossier(engine, evidence, "92-a", out, pdf=False)
+    return int(str(manifest["attempts"])), int(str(manifest["failed_attempts"]))
+
+
+def slots_every_day(engine: Engine, evidence: EvidenceStore) -> ContributorInfo:
+    """Target 92-a, where the robot found slots on 1, 3 and 4 March; a volunteer."""
+    add_target(engine, "92-a")
+    for at in (MARCH[0], MARCH[2], MARCH[3]):
+        factories.robot_probe(
+            engine, evidence, "92-a", at, ProbeResult.with_slots([at + timedelta(days=9)])
+        )
+    who, _ = add_contributor(engine, "benevole-revue", "volunteer", MARCH[0])
+    return who
+
+
+def test_a_doubtful_no_slot_counts_nowhere_until_accepted(engine: Engine, tmp_path: Path) -> None:
+    evidence = EvidenceStore(tmp_path / "ev")
+    volunteer = slots_every_day(engine, evidence)
+    before, reads = figures(engine), public_reads(engine)
+    assert before[("92-a", "2026-03")][FIGURES.index("no_slot")] == 0
+
+    # 2 March: "no slot", from a phone whose clock is two hours off. Kept, visible, and
+    # in no figure while it waits.
+    capture = doubtful_capture(
+        engine, evidence, volunteer, "92-a", MARCH[1], ProbeResult(Outcome.NO_SLOT)
+    )
+    assert figures(engine) == before and public_reads(engine) == reads
+    assert dossier_attempts(engine, evidence, tmp_path / "waiting") == (3, 0)
+    assert pending_count(engine) == 1
+    assert check_health(engine, [], MARCH[4]).as_dict()["captures_pending"] == 1
+    (waiting,) = review_queue(engine)
+    assert (waiting.id, waiting.outcome, waiting.reason) == (
+        capture,
+        "no_slot",
+        "client_clock_differs",
+    )
+
+    # A person accepts it: the monthly figures, the episodes and every public read move.
+    decided = accept_capture(engine, capture, MARCH[4], "heure du téléphone mal réglée")
+    assert (decided.review, decided.counted) == ("accepted", True)
+    after = figures(engine)[("92-a", "2026-03")]
+    assert dict(zip([*FIGURES, "days_without_slot"], after, strict=True)) == {
+        "probes": 4,
+        "probes_manual": 1,
+        "no_slot": 1,
+        "available": 3,
+        "valid": 4,
+        "no_way": 1,
+        "days_without_slot": 1,
+    }
+    assert public_reads(engine) == (reads[0] + 1, reads[1] + 1, reads[2] + 1)
+    assert dossier_attempts(engine, evidence, tmp_path / "accepted") == (4, 1)
+    assert pending_count(engine) == 0 and review_queue(engine) == []
+    assert check_health(engine, [], MARCH[4]).as_dict()["captures_pending"] == 0
+    # Decided once: a second decision is refused, nothing changes.
+    with pytest.raises(ReviewError, match="already accepted"):
+        accept_capture(engine, capture, MARCH[4])
+    with pytest.raises(ReviewError, match="already accepted"):
+        reject_capture(engine, capture, MARCH[4])
+
+
+def test_a_rejected_capture_stays_out_and_keeps_its_evidence(
+    engine: Engine, tmp_path: Path
+) -> None:
+    evidence = EvidenceStore(tmp_path / "ev")
+    volunteer = slots_every_day(engine, evidence)
+    before, reads = figures(engine), public_reads(engine)
+    capture = doubtful_capture(
+        engine, evidence, volunteer, "92-a", MARCH[1], ProbeResult(Outcome.NO_SLOT)
+    )
+    decided = reject_capture(engine, capture, MARCH[4], "  image d'un autre jour  ")
+    assert (decided.review, decided.counted) == ("rejected", False)
+    assert figures(engine) == before and public_reads(engine) == reads
+    rebuild(engine)
+    assert figures(engine) == before and public_reads(engine) == reads
+    # Nothing destroyed: the capture, its probe, its screenshot, both reasons.
+    with Session(engine) as session:
+        row = session.get(CaptureRow, capture)
+        assert row is not None and row.probe_id is not None
+        assert (row.review, row.review_reason, row.review_note) == (
+            "rejected",
+            "client_clock_differs",
+            "image d'un autre jour",
+        )
+        assert row.reviewed_at == MARCH[4]
+        probe = session.get(Probe, row.probe_id)
+        assert probe is not None and probe.outcome == "no_slot"
+        assert row.screenshot_sha256 and evidence.path_for(row.screenshot_sha256, "png").exists()
+    with pytest.raises(ReviewError, match="already rejected"):
+        accept_capture(engine, capture, MARCH[4])
+    with pytest.raises(ReviewError, match="no capture 999"):
+        reject_capture(engine, 999, MARCH[4])
+
+    # A capture of no configured target has nothing to count: it can only be rejected.
+    lost = CaptureService(engine, evidence).receive_page(
+        volunteer, b"<html><body>x</body></html>", "https://example.org/rdv", MARCH[4]
+    )
+    assert lost.review == "pending" and lost.probe_id is None
+    with pytest.raises(ReviewError, match="matched no target"):
+        accept_capture(engine, lost.id, MARCH[4])
+    assert reject_capture(engine, lost.id, MARCH[4]).review == "rejected"
+    # A private applicant's capture, accepted, is still theirs alone.
+    private, _ = add_contributor(engine, "demandeur-revue", "applicant", MARCH[0])
+    own = doubtful_capture(
+        engine, evidence, private, "92-a", MARCH[1], ProbeResult(Outcome.NO_SLOT)
+    )
+    assert accept_capture(engine, own, MARCH[4]).counted is False
+    assert figures(engine) == before and public_reads(engine) == reads
+
+
+def test_captures_accept_reject_commands_and_status(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    assert factories.invoke("db", "upgrade").exit_code == 0
+    path = tmp_path / "targets.yaml"
+    path.write_text(VALID_TARGETS, "utf-8")
+    engine = make_engine(cli_env["OBSERVATOIRE_DATABASE_URL"])
+    sync_targets(engine, load_config(path).targets, MARCH[0])
+    evidence = EvidenceStore(tmp_path / "ev")
+    volunteer, _ = add_contributor(engine, "benevole-cli", "volunteer", MARCH[0])
+    target = "92-renouvellement-1"
+    no_slot = ProbeResult(Outcome.NO_SLOT)
+    first, second = (
+        doubtful_capture(engine, evidence, volunteer, target, at, no_slot) for at in MARCH[1:3]
+    )
+
+    def status() -> tuple[dict[str, object], str]:
+        as_json = factories.invoke("status", "--config", str(path), "--json")
+        text_ = factories.invoke("status", "--config", str(path))
+        assert as_json.exit_code == text_.exit_code == 1  # nothing probed: not a new alarm
+        return json.loads(as_json.stdout), text_.stdout
+
+    payload, shown = status()
+    assert payload["schema_version"] == 1 and payload["captures_pending"] == 2
+    assert "2 capture(s) waiting for review" in shown and "captures review" in shown
+    listed = factories.invoke("captures", "review")
+    assert listed.exit_code == 0 and "2 capture(s) waiting for review" in listed.stdout
+
+    unknown = factories.invoke("captures", "accept", "999")
+    assert unknown.exit_code == 2 and "error: no capture 999" in unknown.stderr
+    ok = factories.invoke("captures", "accept", str(first))
+    assert ok.exit_code == 0 and "now counts in the figures" in ok.stdout
+    again = factories.invoke("captures", "accept", str(first))
+    assert again.exit_code == 2 and "not waiting for review (already accepted)" in again.stderr
+    out = factories.invoke("captures", "reject", str(second), "--reason", "photo floue")
+    assert out.exit_code == 0 and "rejected" in out.stdout
+    again = factories.invoke("captures", "reject", str(second))
+    assert again.exit_code == 2 and "already rejected" in again.stderr
+    with Session(engine) as session:
+        rejected = session.get(CaptureRow, second)
+        assert rejected is not None and rejected.review_note == "photo floue"
+
+    payload, shown = status()
+    assert payload["captures_pending"] == 0 and "waiting for review" not in shown
+    helps = factories.invoke("captures", "--help").stdout
+    assert "accept" in helps and "reject" in helps
+    engine.dispose()

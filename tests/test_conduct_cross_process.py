@@ -186,8 +186,16 @@ def test_canonical_host_folds_every_spelling_of_one_server() -> None:
         "127.3.2.1:8001",
         "[::1]:8001",
         "user:pw@localhost:8001",
+        # IPv4-mapped IPv6: the same server as 127.0.0.1, so the same gate.
+        "[::ffff:127.0.0.1]:8001",
+        "[::FFFF:7F00:1]:8001",
+        "[0:0:0:0:0:ffff:127.0.0.1]:8001",
     ):
         assert canonical_host(spelling) == "localhost:8001", spelling
+    assert canonical_host("[::ffff:7f00:1]") == "localhost"
+    assert canonical_host("::ffff:127.0.0.1") == "localhost"
+    assert canonical_host("[::ffff:10.0.0.1]:8443") == canonical_host("10.0.0.1:8443")
+    assert canonical_host("[::ffff:a00:1]") == "10.0.0.1"
     assert canonical_host("::1") == "localhost"
     assert canonical_host("WWW.Herault.Gouv.FR.") == "www.herault.gouv.fr"
     assert canonical_host("www.herault.gouv.fr:443") == "www.herault.gouv.fr"
@@ -198,7 +206,7 @@ def test_canonical_host_folds_every_spelling_of_one_server() -> None:
     assert canonical_host("PRÉFECTURE.gouv.fr") == "xn--prfecture-c4a.gouv.fr"
     assert canonical_host("[2001:DB8:0::1]:443") == "[2001:db8::1]"
     assert canonical_host("localhost:8001") != canonical_host("localhost:8002")
-    for key in ("localhost:8001", "www.herault.gouv.fr", "[2001:db8::1]"):
+    for key in ("localhost:8001", "www.herault.gouv.fr", "[2001:db8::1]", "10.0.0.1:8443"):
         assert canonical_host(key) == key  # idempotent
     assert is_loopback("127.0.0.2:9") and is_loopback("[::1]") and is_loopback("x.localhost")
     assert not is_loopback("www.herault.gouv.fr") and not is_loopback("10.0.0.1")

@@ -21,8 +21,9 @@ from observatoire.cli import app
 from observatoire.config import load_config
 from observatoire.db import Probe, make_engine
 from observatoire.db.migrate import upgrade
+from observatoire.outcomes import Outcome, ProbeResult
 from observatoire.record.evidence import EvidenceStore
-from observatoire.record.store import sync_targets
+from observatoire.record.store import save_probe, sync_targets
 from observatoire.robot.daemon import in_shard, parse_shard
 from observatoire.robot.leases import acquire, release
 from observatoire.simulator import RunningSimulator
@@ -271,3 +272,98 @@ def test_two_shards_on_postgresql_probe_each_target_once_per_cadence(
     for times in per_target.values():
         gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
         assert all(g >= 0.5 for g in gaps), gaps  # never twice in one cadence
+
+
+#: Two forms of one prefecture site that always have slots, each followed up every 5
+#: minutes for an hour, at most 4 follow-ups an hour on the host.
+FOLLOWED_SCENARIO = {
+    "seed": 3,
+    "profiles": {"always": {"open_probability": 1.0, "lead_days": [20, 40], "slots": [1, 2]}},
+    "legacy_sites": [
+        {
+            "host": "www.val-doise.gouv.fr",
+            "prefecture": "Préfecture du Val-d'Oise",
+            "forms": [
+                {
+                    "id": form,
+                    "title": "Titre de séjour",
+                    "plannings": [{"id": form + 1, "label": "Cergy", "profile": "always"}],
+                }
+                for form in (11404, 11406)
+            ],
+        }
+    ],
+}
+FOLLOWED = """version: 1
+defaults: {interval_minutes: 60}
+procedures: {titre-sejour: Titre de séjour}
+departments:
+  - code: "95"
+    name: Val-d'Oise
+    prefecture: Cergy
+    targets:
+""" + "".join(
+    f"""      - {{id: 95-titre-sejour-{form}, procedure: titre-sejour, label: T,
+         platform: legacy_booking, url: "{{simulator}}/www.val-doise.gouv.fr/booking/create/{form}",
+         options: {{planning: {form + 1}}},
+         followup: {{every_minutes: 5, for_minutes: 60, per_host_hour: 4}}}}
+"""
+    for form in (11404, 11406)
+)
+
+
+def test_daemon_restarted_inside_a_window_resumes_it_within_the_budget(tmp_path: Path) -> None:
+    """A daemon died in the middle of two follow-up windows on one host: the first target
+    saw slots 11 minutes ago (one follow-up done since), the second 21 minutes ago (two
+    done). Each window's instant of a minute ago was missed during the restart; the host
+    has spent 3 of its 4 follow-ups of the hour. The restarted daemon takes both windows
+    up from the database and runs exactly one follow-up, at once, for that instant: the
+    budget is not refilled by the restart. Before: the windows were forgotten, and
+    nothing ran until a regular probe armed a new window."""
+    from observatoire.simulator import start_simulator
+    from observatoire.simulator.scenario import Scenario
+
+    from .factories import probe_record
+
+    sim = start_simulator(Scenario.model_validate(FOLLOWED_SCENARIO))
+    try:
+        env = robot_env(tmp_path, FOLLOWED, SIM=sim.base_url)
+        config = load_config(env["CFG"], simulator_url=sim.base_url)
+        first, second = config.targets
+        engine = make_engine(env["OBSERVATOIRE_DATABASE_URL"])
+        evidence = EvidenceStore(Path(env["OBSERVATOIRE_DATA_DIR"]) / "evidence")
+        now = datetime.now(UTC)
+        minutes = lambda m: now - timedelta(minutes=m)  # noqa: E731
+        sync_targets(engine, config.targets, now)
+        slots = ProbeResult(Outcome.AVAILABLE)
+        for target, seen, done in ((first, 11, (6,)), (second, 21, (16, 11))):
+            save_probe(engine, evidence, probe_record(target.id, minutes(seen), slots))
+            for m in done:
+                record = probe_record(
+                    target.id, minutes(m), slots, scheduled_at=minutes(m), followup=True
+                )
+                save_probe(engine, evidence, record)
+
+        def followups() -> list[Probe]:
+            with Session(engine) as s:
+                return list(s.scalars(select(Probe).where(Probe.followup.is_(True))))
+
+        proc = start_daemon(env, every=3600)
+        try:
+            assert wait_for(lambda: len(followups()) >= 4, 30), proc.poll()
+            time.sleep(5)  # a second follow-up, were the budget refilled, would be here
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 0, stderr[-3000:]
+        assert "resuming 2 follow-up window(s)" in stderr
+        rows = followups()
+        engine.dispose()
+    finally:
+        sim.stop()
+    (new,) = [p for p in rows if p.started_at > now]
+    assert new.target_id in {first.id, second.id} and new.outcome == "available"
+    assert new.scheduled_at == minutes(1)  # the window's own instant, not the restart's
+    stamps = sorted(p.started_at for p in rows)
+    assert len(stamps) == 4
+    assert all(sum(1 for s in stamps if a <= s < a + timedelta(hours=1)) <= 4 for a in stamps)

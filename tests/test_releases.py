@@ -402,3 +402,116 @@ def test_simulated_month_survival_contains_truth(sqlite_url: str, tmp_path: Path
     assert (index.parent / "mises-en-ligne.ics").read_text("utf-8").startswith("BEGIN:VCALENDAR")
     assert "censurée par intervalle" in (index.parent / "methodologie.html").read_text("utf-8")
     engine.dispose()
+
+
+# -- a restart inside a follow-up window -----------------------------------------------
+def _life(
+    planner: FollowupPlanner,
+    engine: Engine,
+    evidence: EvidenceStore,
+    outcome_of: dict[str, Outcome],
+    start: datetime,
+    end: datetime,
+) -> list[tuple[str, datetime]]:
+    """What the daemon's follow-up loop does from `start` to `end` (a look each minute):
+    the due follow-ups stored as the sweep stores them, and observed."""
+    ran = []
+    at = start
+    while at < end:
+        for target, scheduled in planner.due(at):
+            result = ProbeResult(outcome_of[target.id])
+            record = probe_record(
+                target.id, at, result, scheduled_at=scheduled, adapter_version="t", followup=True
+            )
+            save_probe(engine, evidence, record)
+            planner.observe(target, result, at, followup=True)
+            ran.append((target.id, scheduled))
+        at += timedelta(minutes=1)
+    return ran
+
+
+@pytest.mark.parametrize(
+    ("killed", "restarted", "resumed"),
+    [
+        (25, 25, [30, 40]),  # restarted between two instants: the next ones, in time
+        (29, 32, [30, 40]),  # 10:30 missed by 2 minutes: taken at once, then 10:40
+        (29, 37, [40, 50]),  # 10:30 missed by 7 minutes (over half a step): not made up
+    ],
+)
+def test_restart_inside_a_window_resumes_its_follow_ups_within_the_budget(
+    engine: Engine, tmp_path: Path, killed: int, restarted: int, resumed: list[int]
+) -> None:
+    """Two targets on one host (8 follow-ups an hour between them) and one elsewhere see
+    slots at 10:00; the third's first follow-up finds none. The daemon is killed, then
+    restarted: the planner rebuilt from the probes alone runs the remaining follow-ups of
+    both windows at their instants, and stops where the host's budget, partly spent
+    before the kill, is used up. Before: a restart forgot every window (nothing ran), and
+    a planner that kept the windows but not the budget would have run 8 more."""
+    config = load_config(_config(tmp_path, "http://127.0.0.1:9", {"per_host_hour": 8}))
+    (target,) = config.targets
+    twin = Target(**{**target.__dict__, "id": "95-twin"})  # same host, same budget
+    other = Target(
+        **{**target.__dict__, "id": "95-other", "url": "http://127.0.0.1:10/booking/create/1"}
+    )
+    assert twin.gate_key == target.gate_key != other.gate_key
+    sync_targets(engine, [target, twin, other], MONTH_START)
+    evidence = EvidenceStore(tmp_path / "evidence")
+    outcome_of = {
+        target.id: Outcome.AVAILABLE,
+        twin.id: Outcome.AVAILABLE,
+        other.id: Outcome.NO_SLOT,
+    }
+    t0 = MONTH_START + timedelta(hours=10)
+
+    def at(minute: int) -> datetime:
+        return t0 + timedelta(minutes=minute)
+
+    first = FollowupPlanner()
+    for t in (target, twin, other):
+        save_probe(engine, evidence, _record(t.id, t0, ProbeResult(Outcome.AVAILABLE)))
+        first.observe(t, ProbeResult(Outcome.AVAILABLE), t0)
+    before = _life(first, engine, evidence, outcome_of, t0, at(killed))
+    assert sorted(before) == sorted(
+        [(tid, at(m)) for tid in (target.id, twin.id) for m in (10, 20)] + [(other.id, at(10))]
+    )
+
+    second = FollowupPlanner()
+    second.resume(engine, [target, twin, other], at(restarted))
+    assert set(second.windows) == {target.id, twin.id}  # the third's window had ended
+    after = _life(second, engine, evidence, outcome_of, at(restarted), at(120))
+    assert sorted(after) == sorted((tid, at(m)) for tid in (target.id, twin.id) for m in resumed)
+    assert second.skipped > 0  # the rest of the windows fell beyond the budget
+    with Session(engine) as session:
+        stamps = sorted(
+            session.scalars(
+                select(Probe.started_at).where(
+                    Probe.followup.is_(True), Probe.target_id != other.id
+                )
+            )
+        )
+    assert len(stamps) == 8
+    assert all(sum(1 for s in stamps if a <= s < a + timedelta(hours=1)) <= 8 for a in stamps)
+
+
+def test_an_interrupted_follow_up_stays_a_follow_up(engine: Engine, tmp_path: Path) -> None:
+    """A follow-up cut short (kill -9, the stop grace run out) is stored as an
+    `error/interrupted` follow-up: out of the rollups like the follow-up it was, and
+    charged to its host's budget when a daemon resumes. Before: a regular error probe,
+    counted in coverage and forgotten by the budget."""
+    from observatoire.db.models import ProbeDay
+    from observatoire.record.store import recover_interrupted, start_attempt
+
+    config = load_config(_config(tmp_path, "http://127.0.0.1:9", {"per_host_hour": 1}))
+    (target,) = config.targets
+    sync_targets(engine, [target], MONTH_START)
+    t0 = MONTH_START + timedelta(hours=10)
+    start_attempt(engine, target.id, "test:1", t0, "legacy_booking", "t", t0, followup=True)
+    assert recover_interrupted(engine, t0 + timedelta(minutes=1), holder="test:1") == [target.id]
+    with Session(engine) as session:
+        (probe,) = session.scalars(select(Probe))
+        assert (probe.outcome, probe.detail, probe.followup) == ("error", "interrupted", True)
+        assert session.scalars(select(ProbeDay)).all() == []
+    planner = FollowupPlanner()
+    planner.resume(engine, [target], t0 + timedelta(minutes=5))
+    planner.observe(target, ProbeResult(Outcome.AVAILABLE), t0 + timedelta(minutes=5))
+    assert planner.due(t0 + timedelta(minutes=15)) == [] and planner.skipped == 1

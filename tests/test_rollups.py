@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import Engine, text
 
+from observatoire.captures.contributors import find_contributor
+from observatoire.captures.review import accept_capture, reject_capture, review_queue
 from observatoire.clock import VirtualClock
 from observatoire.config import load_config
-from observatoire.outcomes import Outcome
+from observatoire.outcomes import Outcome, ProbeResult
 from observatoire.record.evidence import EvidenceStore
 from observatoire.record.rollups import rebuild
 from observatoire.record.store import sync_targets
@@ -20,7 +22,7 @@ from observatoire.simulator import RunningSimulator
 from observatoire.stats import monthly_stats
 
 from .conftest import DEMO_CONFIG
-from .factories import mixed_probes
+from .factories import doubtful_capture, manual_probe, mixed_probes, robot_probe
 
 
 def snapshot(engine: Engine) -> dict[str, pd.DataFrame]:
@@ -94,3 +96,102 @@ def test_rebuild_gives_the_live_rollups_with_follow_ups_and_private_captures(
             check_dtype=False,
         )
     pd.testing.assert_frame_equal(live_stats, monthly_stats(engine, "target"))
+
+
+# -- a capture's review moves its probe in and out as a rebuild would ----------------------
+def live_equals_rebuild(engine: Engine) -> dict[str, pd.DataFrame]:
+    """The live rollups, checked equal to a rebuild from the raw probes."""
+    live = snapshot(engine)
+    rebuild(engine)
+    rebuilt = snapshot(engine)
+    for name in live:
+        pd.testing.assert_frame_equal(
+            live[name].reset_index(drop=True),
+            rebuilt[name].reset_index(drop=True),
+            check_dtype=False,
+            obj=name,
+        )
+    return live
+
+
+def same_rollups(one: dict[str, pd.DataFrame], other: dict[str, pd.DataFrame]) -> bool:
+    return all(one[k].reset_index(drop=True).equals(other[k].reset_index(drop=True)) for k in one)
+
+
+def test_a_capture_enters_the_rollups_only_when_accepted_as_a_rebuild_would(
+    engine: Engine, tmp_path: Path
+) -> None:
+    evidence = EvidenceStore(tmp_path / "ev")
+    mixed_probes(engine, evidence)
+    volunteer = find_contributor(engine, "benevole-mardi")
+    assert volunteer is not None and volunteer.counted
+    start = live_equals_rebuild(engine)
+    march_11 = datetime(2026, 3, 11, 10, 0, tzinfo=UTC)  # inside a no-slot run of 92-a
+    march_16 = datetime(2026, 3, 16, 10, 0, tzinfo=UTC)  # after its slots of 15 March
+    slots = ProbeResult.with_slots([march_11 + timedelta(days=3)])
+    # Doubtful captures, stored after the robot's later probes: they change nothing.
+    found = doubtful_capture(engine, evidence, volunteer, "92-a", march_11, slots)
+    empty = doubtful_capture(
+        engine, evidence, volunteer, "92-a", march_16, ProbeResult(Outcome.NO_SLOT)
+    )
+    forged = doubtful_capture(
+        engine, evidence, volunteer, "93-b", march_16, ProbeResult(Outcome.NO_SLOT)
+    )
+    pending = live_equals_rebuild(engine)
+    assert same_rollups(pending, start)
+
+    # Accepted: in, at their place in time (the slots split 92-a's episode in two, the
+    # "no slot" starts one a probe earlier), exactly as a rebuild computes them.
+    accept_capture(engine, found, march_16)
+    accept_capture(engine, empty, march_16)
+    accepted = live_equals_rebuild(engine)
+    days = accepted["days"].set_index(["target_id", "day"])
+    assert days.loc[("92-a", "2026-03-11"), ["available", "manual"]].tolist() == [1, 1]
+    assert days.loc[("92-a", "2026-03-16"), ["no_slot", "manual"]].tolist() == [1, 1]
+    episodes = accepted["episodes"]
+    assert (
+        len(episodes[episodes["target_id"] == "92-a"])
+        == len(start["episodes"][start["episodes"]["target_id"] == "92-a"]) + 1
+    )
+    # Rejected: out for good, nothing else moves.
+    reject_capture(engine, forged, march_16, "horloge et image douteuses")
+    assert same_rollups(live_equals_rebuild(engine), accepted)
+
+
+def test_a_capture_contradicted_later_leaves_the_rollups_as_a_rebuild_would(
+    engine: Engine, tmp_path: Path
+) -> None:
+    evidence = EvidenceStore(tmp_path / "ev")
+    mixed_probes(engine, evidence)
+    volunteer = find_contributor(engine, "benevole-mardi")
+    assert volunteer is not None
+    before = live_equals_rebuild(engine)
+    # 23:55 in Paris on 12 April, after every probe of 93-b.
+    at = datetime(2026, 4, 12, 21, 55, tzinfo=UTC)
+    manual_probe(engine, evidence, volunteer, "93-b", at, ProbeResult(Outcome.NO_SLOT))
+    counted = live_equals_rebuild(engine)
+    day = counted["days"].set_index(["target_id", "day"]).loc[("93-b", "2026-04-12")]
+    assert (day["manual"], day["no_slot"]) == (1, 1)
+    # The robot sees slots seven minutes later (the next Paris day): the capture now
+    # waits for review and leaves the figures it was counted in; its day, left without
+    # any counted probe, disappears as a rebuild would not write it.
+    seen = ProbeResult.with_slots([at + timedelta(days=2)])
+    robot_probe(engine, evidence, "93-b", at + timedelta(minutes=7), seen)
+    queue = review_queue(engine, recheck_since=at - timedelta(hours=1))
+    assert [item.reason for item in queue] == [f"contradicted_by_probe:#{last_id(engine)}"]
+    flagged = live_equals_rebuild(engine)
+    days = flagged["days"].set_index(["target_id", "day"])
+    assert ("93-b", "2026-04-12") not in days.index
+    assert days.loc[("93-b", "2026-04-13"), "available"] == 1
+    assert len(flagged["episodes"]) == len(before["episodes"])
+    # A person accepts it (slots go in minutes): back in, as a rebuild computes it.
+    accept_capture(engine, queue[0].id, at + timedelta(days=1), "les créneaux partent vite")
+    accepted = live_equals_rebuild(engine)
+    day = accepted["days"].set_index(["target_id", "day"]).loc[("93-b", "2026-04-12")]
+    assert (day["manual"], day["no_slot"]) == (1, 1)
+    assert accepted["episodes"]["probes"].sum() == flagged["episodes"]["probes"].sum() + 1
+
+
+def last_id(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT MAX(id) FROM probes")).scalar_one())

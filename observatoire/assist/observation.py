@@ -6,6 +6,23 @@ evidence, stores the probe (`mode = assisted`, the volunteer's pseudonym) and cl
 its browser context. A wrong answer only brings a new captcha: it is recorded nowhere.
 An observation abandoned or left idle records nothing either.
 
+Written as started (issue 15's attempts, as the sweep does): before the robot's first
+request for an observation, and before each "Regarder à nouveau", a `probe_attempts` row
+(mode `assisted`) says a probe is under way; storing the probe deletes it in the same
+transaction. Killed mid-observation, `assist` leaves that row, and the next start of
+`assist`, `run` or `probe` stores it as an `error/interrupted` assisted probe, so coverage
+counts it. Two endings delete the row without a probe:
+
+- the volunteer abandons (the button, ten idle minutes, too many refused answers, the
+  platform's session ended and no new answer came, `assist` stopped while the captcha
+  waited). That decision is taken in front of a captcha, before the robot has loaded any
+  page that says something about slots, so it cannot depend on what the slot page would
+  have shown: counting it would put the volunteers' comings and goings into the
+  platform's coverage without making any figure less biased;
+- a step fails on the robot's side after its requests were sent (a bug, a write that
+  failed, `assist` stopped in the middle of reading a page): that is the sweep's crash
+  case, and the attempt becomes `error/interrupted` at once.
+
 Rules of conduct are the robot's usual ones: every request goes through the shared
 polite gates (one at a time per host, minimum delay, Retry-After), the slot page is the
 last page loaded, and the assist server runs one observation per host at a time.
@@ -24,13 +41,14 @@ import asyncio
 import contextlib
 import secrets
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from observatoire.adapters import get_adapter
 from observatoire.adapters.assisted import AssistedAdapter, Captcha
@@ -40,8 +58,15 @@ from observatoire.clock import Clock
 from observatoire.config import Target
 from observatoire.outcomes import Outcome, ProbeResult
 from observatoire.record.evidence import EvidenceStore
-from observatoire.record.store import ProbeRecord, save_probe
+from observatoire.record.store import (
+    ProbeRecord,
+    drop_attempt,
+    recover_interrupted,
+    save_probe,
+    start_attempt,
+)
 from observatoire.robot.browser import BrowserPool, BrowserUnavailable
+from observatoire.robot.leases import holder_id
 from observatoire.robot.politeness import HostPaused, HttpSession, PolitePolicy
 
 #: Wrong answers accepted in one observation before it is given up (nothing recorded):
@@ -54,7 +79,9 @@ class State(StrEnum):
     CAPTCHA = "captcha"  # waiting for the volunteer's answer
     RECORDED = "recorded"
     ABANDONED = "abandoned"  # nothing recorded
-    FAILED = "failed"  # the robot could not run (no browser): nothing recorded
+    #: The robot could not run (no browser, no database: nothing sent, nothing recorded)
+    #: or failed in the middle of a step (counted as `error/interrupted`).
+    FAILED = "failed"
 
 
 #: Outcomes read on the slot page itself: only then is there a page to look at again.
@@ -70,6 +97,9 @@ class AssistServices:
     policy: PolitePolicy
     browser: BrowserPool
     clock: Clock
+    #: Who writes this process's attempts (`probe_attempts.holder`): a dead holder's
+    #: attempts are counted as interrupted by the next start.
+    holder: str = field(default_factory=holder_id)
 
 
 class Observation:
@@ -99,6 +129,8 @@ class Observation:
         self.last_activity = time.monotonic()
         self._started_at: datetime | None = None
         self._t0 = 0.0
+        #: The `probe_attempts` row of the look under way (None between looks).
+        self._attempt_id: int | None = None
         self._http: HttpSession | None = None
         self._page: Page | None = None
         self._audio: tuple[bytes, str] | None = None
@@ -135,6 +167,12 @@ class Observation:
         self.wrong_answers = 0
         self._requests_before = self.requests_made
         page = self._page
+        if not self._write_started():
+            self.message = (
+                "La base de données ne répond pas : rien n'a été demandé au site. "
+                "Réessayez dans un instant."
+            )
+            return
         try:
             await page.reload(wait_until="domcontentloaded")
             captcha = await self.adapter.captcha_again(page, self.timeout)
@@ -187,6 +225,13 @@ class Observation:
             self._page = await self._stack.enter_async_context(
                 self.services.browser.page(self._http, block_assets=False)
             )
+            # The page is open and nothing has been asked of the site yet.
+            if not self._write_started():
+                await self._fail(
+                    "La base de données ne répond pas : l'observation ne peut pas être "
+                    "enregistrée, rien n'a été demandé au site."
+                )
+                return
             self.captcha = await self.adapter.open_captcha(self._page, self.target, self.timeout)
             self.state = State.CAPTCHA
         except BrowserUnavailable as exc:
@@ -253,6 +298,22 @@ class Observation:
             return
         self.state = State.ABANDONED
         self.message = message
+        self._end_attempt(interrupted=False)
+        await self.close()
+
+    async def interrupt(
+        self, message: str = "Erreur du robot : la consultation est comptée comme interrompue."
+    ) -> None:
+        """A step failed on the robot's side after its requests were sent: the attempt
+        becomes `error/interrupted` now (as a sweep's probe cut short), the observation
+        ends and the platform's session is left."""
+        if self.finished and self._attempt_id is None:
+            return
+        self._end_attempt(interrupted=True)
+        # Looks recorded before the failure stay recorded (and shown).
+        self.state = State.RECORDED if self.result is not None else State.FAILED
+        self.session_open = False
+        self.message = message
         await self.close()
 
     async def close(self) -> None:
@@ -306,6 +367,7 @@ class Observation:
             adapter_version=self.adapter.version,
             mode="assisted",
             volunteer=self.volunteer,
+            attempt_id=self._attempt_id,
         )
         keep = (
             self.keep_session
@@ -317,6 +379,7 @@ class Observation:
             await self.close()
         self.session_open = keep
         self.probe_id = save_probe(self.services.engine, self.services.evidence, record)
+        self._attempt_id = None  # deleted with the probe's insertion
         self.probe_ids.append(self.probe_id)
         self.looks += 1
         self.result = result
@@ -325,4 +388,38 @@ class Observation:
     async def _fail(self, message: str) -> None:
         self.state = State.FAILED
         self.message = message
+        # Before the attempt is written in practice; after it, requests may have gone.
+        self._end_attempt(interrupted=True)
         await self.close()
+
+    def _write_started(self) -> bool:
+        """The `probe_attempts` row of the look about to send its first request; False
+        when the database refuses it (then nothing must be sent: it could not be kept)."""
+        services = self.services
+        try:
+            self._attempt_id = start_attempt(
+                services.engine,
+                self.target.id,
+                services.holder,
+                self._started_at or services.clock.now(),
+                self.adapter.name,
+                self.adapter.version,
+                mode="assisted",
+            )
+        except SQLAlchemyError:
+            return False
+        return True
+
+    def _end_attempt(self, *, interrupted: bool) -> None:
+        """Close the look under way without a probe of its own: dropped (abandoned by the
+        volunteer) or stored as `error/interrupted` (the robot failed). A database that
+        refuses leaves the row, and the next start counts it as interrupted."""
+        attempt_id, self._attempt_id = self._attempt_id, None
+        if attempt_id is None:
+            return
+        engine = self.services.engine
+        with contextlib.suppress(SQLAlchemyError):
+            if interrupted:
+                recover_interrupted(engine, self.services.clock.now(), attempt_id=attempt_id)
+            else:
+                drop_attempt(engine, attempt_id)

@@ -269,12 +269,13 @@ class AssistApp:
 
     # -- bookkeeping --------------------------------------------------------------------
     async def _step(self, observation: Observation, step: Awaitable[None]) -> None:
-        """Run one step of an observation; a robot failure abandons it (nothing is
-        recorded), and a finished observation frees its host."""
+        """Run one step of an observation; a robot failure ends it (the look under way,
+        whose requests were sent, is counted as `error/interrupted`), and a finished
+        observation frees its host."""
         try:
             await step
         except BaseException:
-            await observation.abandon("Erreur du robot : rien n'a été enregistré.")
+            await observation.interrupt()
             raise
         finally:
             if observation.finished:

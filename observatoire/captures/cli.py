@@ -4,7 +4,9 @@
   token once; `contributor list`; `contributor opt-in PSEUDO [--no]`;
   `contributor delete PSEUDO --yes` removes their captures and evidence;
 - `captures review` lists what waits for a person (unrecognised pages, unknown targets,
-  OCR doubts, contradictions with the robot), re-running the cross-checks first.
+  OCR doubts, contradictions with the robot), re-running the cross-checks first;
+- `captures accept ID [--note]` lets a waiting capture into the figures, `captures reject
+  ID [--reason]` keeps it out for good (nothing is deleted). The logic is in `review`.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
 from observatoire.assist.pseudonym import BadPseudonym
 from observatoire.terminal import console
@@ -129,30 +130,72 @@ def contributor_delete(
 def captures_review(
     days: Annotated[int, typer.Option(help="Re-run cross-checks over this many days.")] = 7,
 ) -> None:
-    """Captures waiting for a person, oldest first."""
-    from observatoire.captures.crosscheck import recheck
-    from observatoire.db.models import CaptureRow, Contributor
+    """Captures waiting for a person, oldest first.
 
-    engine = _engine()
-    with Session(engine) as session, session.begin():
-        recheck(session, datetime.now(UTC) - timedelta(days=days))
-    with Session(engine) as session:
-        rows = session.execute(
-            select(CaptureRow, Contributor.pseudonym)
-            .join(Contributor, Contributor.id == CaptureRow.contributor_id)
-            .where(CaptureRow.review == "pending")
-            .order_by(CaptureRow.received_at)
-        ).all()
-        table = Table("id", "received (UTC)", "contributor", "kind", "target", "outcome", "why")
-        for row, pseudonym in rows:
-            table.add_row(
-                str(row.id),
-                f"{row.received_at:%Y-%m-%d %H:%M}",
-                pseudonym,
-                row.kind,
-                row.target_id or "—",
-                f"{row.outcome}/{row.detail}",
-                row.review_reason,
-            )
+    None of them counts in any figure until accepted: decide with `captures accept ID`
+    or `captures reject ID`."""
+    from observatoire.captures.review import review_queue
+
+    queue = review_queue(_engine(), datetime.now(UTC) - timedelta(days=days))
+    table = Table("id", "received (UTC)", "contributor", "kind", "target", "outcome", "why")
+    for item in queue:
+        table.add_row(
+            str(item.id),
+            f"{item.received_at:%Y-%m-%d %H:%M}",
+            item.pseudonym,
+            item.kind,
+            item.target_id or "—",
+            f"{item.outcome}/{item.detail}",
+            item.reason,
+        )
     out.print(table)
-    out.print(f"{len(rows)} capture(s) waiting for review", highlight=False)
+    out.print(f"{len(queue)} capture(s) waiting for review", highlight=False)
+
+
+@captures_app.command("accept")
+def captures_accept(
+    capture_id: Annotated[int, typer.Argument(metavar="ID", help="The id `review` lists.")],
+    note: Annotated[
+        str | None, typer.Option(help="Why it can be trusted (kept with the decision).")
+    ] = None,
+) -> None:
+    """Accept a capture waiting for review: its reading enters the figures.
+
+    The rollups are updated at once (an applicant who has not opted in stays out all the
+    same). Exit 2 for an unknown id, a capture not waiting for review, or one that
+    matched no target."""
+    from observatoire.captures.review import ReviewError, accept_capture
+
+    try:
+        done = accept_capture(_engine(), capture_id, datetime.now(UTC), note)
+    except ReviewError as exc:
+        raise _fail(str(exc)) from None
+    counted = (
+        "its probe now counts in the figures"
+        if done.counted
+        else "its probe stays out of the figures (the contributor's captures are private)"
+    )
+    out.print(f"capture {done.id} accepted: {counted}", highlight=False)
+
+
+@captures_app.command("reject")
+def captures_reject(
+    capture_id: Annotated[int, typer.Argument(metavar="ID", help="The id `review` lists.")],
+    reason: Annotated[
+        str | None, typer.Option(help="Why it is rejected (kept with the decision).")
+    ] = None,
+) -> None:
+    """Reject a capture waiting for review: it stays out of every figure for good.
+
+    Nothing is deleted: the capture, its probe and its evidence stay, with the reason.
+    Exit 2 for an unknown id or a capture not waiting for review."""
+    from observatoire.captures.review import ReviewError, reject_capture
+
+    try:
+        done = reject_capture(_engine(), capture_id, datetime.now(UTC), reason)
+    except ReviewError as exc:
+        raise _fail(str(exc)) from None
+    out.print(
+        f"capture {done.id} rejected: kept with its evidence, out of every figure",
+        highlight=False,
+    )

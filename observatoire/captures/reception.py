@@ -11,7 +11,10 @@ Why each rule:
 - a page that matches no configured target, or that the adapter does not recognise, is
   kept and listed for an operator — never dropped, never guessed;
 - an applicant's captures stay out of every figure unless they opted in: they are still
-  probes (their dossier reads them), but the rollups skip them.
+  probes (their dossier reads them), but the rollups skip them;
+- a capture waiting for review is a probe too (its evidence kept, its reading visible to
+  the reviewer), but no figure counts it until a person accepts it (`review`): a doubtful
+  "no slot" must not bias the figures while it waits.
 """
 
 from __future__ import annotations
@@ -276,7 +279,9 @@ class CaptureService:
                 session.add(probe)
                 session.flush()
                 probe_id = probe.id
-                if who.counted:
+                # Pending: out of the figures until a person accepts it (review.py), as
+                # `rollups.counted_sql` says for a rebuild.
+                if who.counted and review == "none":
                     record_probe(
                         session,
                         target_id,

@@ -187,6 +187,9 @@ class ProbeAttempt(Base):
     adapter: Mapped[str] = mapped_column(String(40))
     adapter_version: Mapped[str] = mapped_column(String(20))
     mode: Mapped[str] = mapped_column(String(10), default="auto")
+    #: A follow-up probe: interrupted, it is stored as a follow-up (out of the rollups,
+    #: charged to its host's follow-up budget when a restarted daemon resumes).
+    followup: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class HostGateRow(Base):
@@ -283,13 +286,21 @@ class CaptureRow(Base):
     screenshot_sha256: Mapped[str | None] = mapped_column(String(64))
     #: Phone uploads: what tesseract read, so a reviewer sees what the outcome rests on.
     ocr_text: Mapped[str | None] = mapped_column(Text)
-    #: "none", "pending" (an operator must look) or "done".
+    #: "none" (nothing to look at), "pending" (a person must look: its probe stays out
+    #: of every figure meanwhile), "accepted" (a person looked: it counts) or "rejected"
+    #: (out of the figures for good; the capture and its evidence stay).
     review: Mapped[str] = mapped_column(String(10), default="none")
+    #: Why it waited for review (kept after the decision).
     review_reason: Mapped[str] = mapped_column(String(200), default="")
+    #: When a person accepted or rejected it, and their note (a rejection's reason).
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    review_note: Mapped[str | None] = mapped_column(String(200))
     user_agent: Mapped[str | None] = mapped_column(String(200))
 
     __table_args__ = (
         CheckConstraint("kind IN ('page', 'screenshot')", name="kind_known"),
-        CheckConstraint("review IN ('none', 'pending', 'done')", name="review_known"),
+        CheckConstraint(
+            "review IN ('none', 'pending', 'accepted', 'rejected')", name="review_known"
+        ),
         Index("ix_captures_received_at", "received_at"),
     )

@@ -66,6 +66,7 @@ from observatoire.publish.formatting import DETAILS_FR, detail_fr, environment
 from observatoire.publish.swap import make_public
 from observatoire.record.evidence import EvidenceStore
 from observatoire.record.evidence_render import render_png
+from observatoire.record.rollups import held_back_probes
 from observatoire.robot.browser import BrowserPool
 from observatoire.robot.politeness import is_loopback
 from observatoire.settings import Settings
@@ -491,7 +492,10 @@ def build_dossier(
         hi = paris_midnight(since_next(until)) if until else None
 
         def probes(*conditions: ColumnElement[bool]) -> list[Probe]:
-            query = select(Probe).where(Probe.target_id == target_id, *conditions)
+            # A capture waiting for review, or rejected, is no counted attempt.
+            query = select(Probe).where(
+                Probe.target_id == target_id, Probe.id.not_in(held_back_probes()), *conditions
+            )
             if lo:
                 query = query.where(Probe.started_at >= lo)
             if hi:

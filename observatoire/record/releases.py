@@ -65,7 +65,8 @@ def record_releases(session: Session, probe: Probe, result: ProbeResult) -> None
         _upsert(session, probe, at.astimezone(UTC), week, source)
     if seen or result.outcome is not Outcome.AVAILABLE:
         return
-    # No banner: infer a release when slots appear after a look that found none.
+    # No banner: infer a release when slots appear after a look that found none. Only a
+    # counted look (not a private capture, nor one held back by its review) says so.
     previous = session.execute(
         select(Probe.outcome, Probe.started_at, Probe.release_last_at)
         .where(
@@ -73,6 +74,7 @@ def record_releases(session: Session, probe: Probe, result: ProbeResult) -> None
             Probe.started_at < probe.started_at,
             Probe.outcome.in_(LOOK_OUTCOMES),
             Probe.id != probe.id,
+            text(counted_sql("probes")),
         )
         .order_by(Probe.started_at.desc())
         .limit(1)

@@ -162,8 +162,13 @@ def start_attempt(
     adapter_version: str,
     scheduled_at: datetime | None = None,
     mode: str = "auto",
+    followup: bool = False,
 ) -> int:
-    """Record that a probe starts, before its first request. Returns the row's id."""
+    """Record that a probe starts, before its first request. Returns the row's id.
+
+    `mode` and `followup` are those of the probe to come: an interrupted assisted
+    observation is counted as assisted, an interrupted follow-up as a follow-up (out of
+    the rollups, and charged to its host's follow-up budget after a restart)."""
     row = ProbeAttempt(
         target_id=target_id,
         holder=holder,
@@ -172,6 +177,7 @@ def start_attempt(
         adapter=adapter,
         adapter_version=adapter_version,
         mode=mode,
+        followup=followup,
     )
     with Session(engine) as session, session.begin():
         session.add(row)
@@ -206,34 +212,45 @@ def recover_interrupted(
     *,
     holder: str | None = None,
     lease: timedelta = ATTEMPT_LEASE,
+    attempt_id: int | None = None,
+    mode: str | None = None,
 ) -> list[str]:
     """Turn unfinished attempts into `error/interrupted` probes (with the attempt's
-    start time, folded into the rollups like any probe) and return their target ids,
-    oldest first, so the caller probes those targets first.
+    start time, folded into the rollups like any probe unless it was a follow-up) and
+    return their target ids, oldest first, so the caller probes those targets first.
 
     Without `holder`: the attempts of dead holders (run at every start). With `holder`:
     that holder's own attempts (a stopping process whose probes outlived the grace).
-    Each attempt is claimed by deleting its row in the transaction that inserts the
-    probe, so two processes starting together never count one attempt twice."""
+    With `attempt_id`: that attempt only, whoever holds it (an assisted observation
+    whose step failed in a running `assist`). With `mode`: only attempts of that mode
+    (`assist` counts the assisted ones and leaves the robot's to `run` and `probe`, which
+    probe their targets first). Each attempt is claimed by deleting its row in the
+    transaction that inserts the probe, so two processes starting together never count
+    one attempt twice."""
+    stmt = select(ProbeAttempt).order_by(ProbeAttempt.started_at)
+    if attempt_id is not None:
+        stmt = stmt.where(ProbeAttempt.id == attempt_id)
+    if mode is not None:
+        stmt = stmt.where(ProbeAttempt.mode == mode)
     with Session(engine) as session:
-        rows = session.scalars(select(ProbeAttempt).order_by(ProbeAttempt.started_at)).all()
         candidates = [
             (r.id, r.target_id, r.holder, r.started_at, r.scheduled_at, r.adapter)
-            + (r.adapter_version, r.mode)
-            for r in rows
+            + (r.adapter_version, r.mode, r.followup)
+            for r in session.scalars(stmt)
         ]
     recovered: list[str] = []
-    for attempt_id, target_id, who, started, scheduled, adapter, version, mode in candidates:
-        if holder is not None and who != holder:
+    for row_id, target_id, who, started, scheduled, adapter, version, kind, followup in candidates:
+        chosen_by = "id" if attempt_id is not None else "holder" if holder else "death"
+        if chosen_by == "holder" and who != holder:
             continue
-        if holder is None and not _holder_dead(who, started, now, lease):
+        if chosen_by == "death" and not _holder_dead(who, started, now, lease):
             continue
         with Session(engine) as session, session.begin():
             # A DELETE's result is a CursorResult (Session.execute is typed as the plainer
             # Result, which has no rowcount).
             claimed = cast(
                 CursorResult[Any],
-                session.execute(delete(ProbeAttempt).where(ProbeAttempt.id == attempt_id)),
+                session.execute(delete(ProbeAttempt).where(ProbeAttempt.id == row_id)),
             )
             if claimed.rowcount != 1:
                 continue  # another process recovered it first
@@ -251,13 +268,23 @@ def recover_interrupted(
                     adapter=adapter,
                     adapter_version=version,
                     robot_version=__version__,
-                    mode=mode,
+                    mode=kind,
+                    followup=followup,
                 )
             )
             session.flush()
-            record_probe(session, target_id, started, Outcome.ERROR, None, None, mode)
+            if not followup:  # as save_probe: follow-ups stay out of the rollups
+                record_probe(session, target_id, started, Outcome.ERROR, None, None, kind)
         recovered.append(target_id)
     return list(dict.fromkeys(recovered))
+
+
+def drop_attempt(engine: Engine, attempt_id: int) -> None:
+    """Forget an attempt without storing a probe: an assisted observation its volunteer
+    abandoned before any page that says something about slots was read (see
+    assist/observation.py for why that records nothing)."""
+    with Session(engine) as session, session.begin():
+        session.execute(delete(ProbeAttempt).where(ProbeAttempt.id == attempt_id))
 
 
 def check_writable(engine: Engine, evidence: EvidenceStore) -> None:

@@ -5,7 +5,9 @@ holds across all targets of a host. SIGTERM/SIGINT finish the probes in flight (
 `stop_grace`) and store them, then exit 0; a probe still running after the grace is
 stopped and stored as `error/interrupted`. SIGHUP reloads the targets file without losing
 anything. A storage failure (read-only or full data folder, database) stops the daemon
-with exit 2: it never sends requests whose results it cannot keep.
+with exit 2: it never sends requests whose results it cannot keep. A daemon restarted
+inside a follow-up window takes it up from the database (followup.py), its hosts'
+follow-up budgets as spent.
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ class Daemon:
     #: docker compose's stop_grace_period and systemd's TimeoutStopSec).
     stop_grace: float = 100.0
     _scheduled: dict[str, datetime] = field(default_factory=dict)
+    #: The targets this daemon schedules (its shard's), as of the last (re)load.
+    _targets: list[Target] = field(default_factory=list)
     _running: set[asyncio.Task[None]] = field(default_factory=set)
     _storage_error: str | None = None
 
@@ -177,7 +181,7 @@ class Daemon:
                 await asyncio.shield(task)
 
         def schedule_all() -> int:
-            targets = self.targets()
+            targets = self._targets = self.targets()
             policy.join_groups(self.all_targets)
             sync_targets(engine, self.all_targets, clock.now())
             wanted = {t.id for t in targets}
@@ -232,6 +236,17 @@ class Daemon:
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reload.set)
         count = schedule_all()
+        # The follow-up windows a previous daemon left in progress, and the budgets it
+        # spent: a restart neither forgets the first nor refills the second.
+        planner.resume(engine, self._targets, clock.now())
+        if planner.windows:
+            log.info(
+                "resuming %d follow-up window(s): %s",
+                len(planner.windows),
+                ", ".join(
+                    f"{tid} next at {w.next_at:%H:%M:%S}" for tid, w in planner.windows.items()
+                ),
+            )
         scheduler.start(paused=bool(redo))
         follower = asyncio.ensure_future(followups())
         log.info("daemon started: %d targets (shard %d/%d)", count, *self.shard)

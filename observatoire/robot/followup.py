@@ -20,6 +20,13 @@ release is announced. Bounds that keep this polite:
 Follow-ups are stored with their `scheduled_at` and `followup = true`, and kept out of
 the rollups: the outcome shares and the coverage of the regular schedule do not lean
 towards the moments slots exist.
+
+A restart does not forget a window nor refill a budget: the planner lives in memory, and
+a starting daemon rebuilds it from the probes table (`FollowupPlanner.resume`): the
+regular probes that armed windows, the follow-ups already done (their `scheduled_at` is
+the window's instant) and those of the last hour on each host (the budget spent; an
+interrupted follow-up is stored as a follow-up, so it counts too). No table of its own:
+the probes are already the record of what was seen and sent.
 """
 
 from __future__ import annotations
@@ -31,10 +38,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from observatoire.clock import VirtualClock
 from observatoire.config import FollowupConfig, Target
+from observatoire.db.models import Probe
 from observatoire.outcomes import Outcome, ProbeResult
 from observatoire.record.evidence import EvidenceStore
 from observatoire.robot.browser import BrowserPool
@@ -47,6 +55,8 @@ ANNOUNCED_DELAY = timedelta(minutes=2)
 #: An announcement arms a window only when the release is this close (a regular probe
 #: will see later announcements again).
 ANNOUNCE_HORIZON = timedelta(hours=6)
+#: The per-host budget's sliding window.
+BUDGET_WINDOW = timedelta(hours=1)
 
 
 @dataclass
@@ -59,8 +69,8 @@ class _Window:
 
 @dataclass
 class FollowupPlanner:
-    """Which follow-up probes are due, within each host's hourly budget. In memory: a
-    restart forgets the windows in progress (the regular schedule goes on)."""
+    """Which follow-up probes are due, within each host's hourly budget. In memory, and
+    rebuilt from the database when a daemon starts (`resume`)."""
 
     windows: dict[str, _Window] = field(default_factory=dict)
     spent: dict[str, deque[datetime]] = field(default_factory=dict)
@@ -114,14 +124,106 @@ class FollowupPlanner:
     def next_at(self) -> datetime | None:
         return min((w.next_at for w in self.windows.values()), default=None)
 
+    def resume(self, engine: Engine, targets: Sequence[Target], now: datetime) -> None:
+        """Take up where a stopped (or killed) daemon left off, from the probes table:
+        each host's budget spent in the last hour, and each target's window in progress
+        with its next instant. An instant missed while no daemon ran is not made up,
+        except the latest one when it is less than half a step old (a restart must not
+        shift the cadence, nor bring a burst of looks)."""
+        if not targets:
+            return
+        gate_of = {t.id: t.gate_key for t in targets}
+        stmt = (
+            select(Probe.target_id, Probe.started_at)
+            .where(
+                Probe.followup.is_(True),
+                Probe.target_id.in_(list(gate_of)),
+                Probe.started_at > now - BUDGET_WINDOW,
+            )
+            .order_by(Probe.started_at)
+        )
+        with engine.connect() as conn:
+            for target_id, started in conn.execute(stmt):
+                self.spent.setdefault(gate_of[target_id], deque()).append(started)
+        for target in targets:
+            window = _window_in_progress(engine, target, now)
+            if window is not None:
+                self.windows[target.id] = window
+
     def _charge(self, target: Target, policy: FollowupConfig, now: datetime) -> bool:
         spent = self.spent.setdefault(target.gate_key, deque())
-        while spent and spent[0] <= now - timedelta(hours=1):
+        while spent and spent[0] <= now - BUDGET_WINDOW:
             spent.popleft()
         if len(spent) >= policy.per_host_hour:
             return False
         spent.append(now)
         return True
+
+
+def _window_in_progress(engine: Engine, target: Target, now: datetime) -> _Window | None:
+    """The follow-up window of `target` at `now` as the live planner would hold it: its
+    recent automatic probes replayed through `observe` (which regular probe armed a
+    window, which follow-up found the slots gone), then its next instant after the last
+    follow-up done. Far enough back for a window armed by an announcement six hours
+    ahead, and for the window before it that could have kept it from being armed."""
+    policy = target.followup
+    if policy is None:
+        return None
+    every = timedelta(minutes=policy.every_minutes)
+    reach = ANNOUNCE_HORIZON + ANNOUNCED_DELAY + timedelta(minutes=policy.for_minutes)
+    stmt = (
+        select(
+            Probe.finished_at,
+            Probe.scheduled_at,
+            Probe.outcome,
+            Probe.release_next_at,
+            Probe.followup,
+        )
+        .where(
+            Probe.target_id == target.id,
+            Probe.mode == "auto",
+            Probe.started_at > now - 2 * reach,
+            Probe.started_at <= now,
+        )
+        .order_by(Probe.finished_at, Probe.id)
+    )
+    replay = FollowupPlanner()
+    last_done: datetime | None = None
+    with engine.connect() as conn:
+        for finished, scheduled, outcome, release_next_at, followup in conn.execute(stmt):
+            before = replay.windows.get(target.id)
+            if before is not None and _last_instant(before) < finished:
+                # The live planner drops a window at its last instant (`due`).
+                del replay.windows[target.id]
+                before = None
+            result = ProbeResult(Outcome(outcome), release_next_at=release_next_at)
+            replay.observe(target, result, finished, followup=followup)
+            window = replay.windows.get(target.id)
+            if window is not before:
+                last_done = None  # a new window (or none any more)
+            elif followup and window is not None and scheduled is not None:
+                last_done = scheduled if last_done is None else max(last_done, scheduled)
+    window = replay.windows.get(target.id)
+    if window is None:
+        return None
+    next_at = window.next_at if last_done is None else last_done + every
+    if next_at > window.until:
+        return None  # its last follow-up is done
+    if next_at <= now:
+        # Instants missed while no daemon ran: the latest is taken now if it is less
+        # than half a step old, else the next one waits for its time; the others are
+        # not made up (looks stay about a step apart, no burst after a restart).
+        latest = next_at + every * ((min(now, window.until) - next_at) // every)
+        next_at = latest if now - latest <= every / 2 else latest + every
+        if next_at > window.until:
+            return None
+    return _Window(target, policy, next_at, window.until)
+
+
+def _last_instant(window: _Window) -> datetime:
+    """The last follow-up instant of a window that has not moved on yet."""
+    every = timedelta(minutes=window.policy.every_minutes)
+    return window.next_at + every * ((window.until - window.next_at) // every)
 
 
 def phase(target_id: str, interval: timedelta) -> timedelta:

@@ -107,12 +107,21 @@ def is_loopback(host: str) -> bool:
 
 def canonical_host(netloc: str) -> str:
     """The gate key of a host: lower case, no trailing dot, IDNA, port 80/443 folded,
+    an IPv4-mapped IPv6 address folded into its IPv4 form (`[::ffff:127.0.0.1]` and
+    `[::ffff:7f00:1]` reach the server `127.0.0.1` does, so they share its gate),
     every loopback spelling folded into `localhost`; another port is kept
     (`localhost:8001`), since the simulator serves each fake site on its own port.
 
     Idempotent, so a key may be passed where a host is expected."""
     name, port = _split_netloc(netloc)
     name = _idna(name.lower().rstrip("."))
+    try:
+        mapped = ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        if isinstance(mapped, ipaddress.IPv6Address) and mapped.ipv4_mapped is not None:
+            name = mapped.ipv4_mapped.compressed
     if is_loopback(name):
         name = LOOPBACK
     else:

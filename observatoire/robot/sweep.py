@@ -164,6 +164,7 @@ async def run_sweep(
                 adapter.name,
                 adapter.version,
                 scheduled_at=scheduled_at or started,
+                followup=followup,
             )
         except SQLAlchemyError as exc:
             raise StorageError(
