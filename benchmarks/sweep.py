@@ -129,7 +129,6 @@ async def measure(
     evidence = EvidenceStore(workdir / f"evidence-{label}")
     outcomes: dict[str, int] = {}
     probes = requests = 0
-    cpu0 = time.process_time()
     sweep = functools.partial(
         run_sweep,
         batch,
@@ -144,6 +143,7 @@ async def measure(
         # One warm-up sweep (browser launch, connection pools) not counted.
         await sweep()
         t0 = time.monotonic()
+        cpu0, sampler0 = time.process_time(), rss.cpu_seconds
         for _ in range(rounds):
             report = await sweep()
             probes += report.probed
@@ -151,7 +151,9 @@ async def measure(
             for k, v in report.outcomes.items():
                 outcomes[k] = outcomes.get(k, 0) + v
         elapsed = time.monotonic() - t0
-    cpu = time.process_time() - cpu0
+        # The counted sweeps' CPU time in this process (Chromium's is not included),
+        # the memory sampler's own reads of /proc left out.
+        cpu = time.process_time() - cpu0 - (rss.cpu_seconds - sampler0)
     await browser.close()
     await policy.aclose()
     engine.dispose()
