@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Engine, delete, insert, select
+from sqlalchemy import Connection, CursorResult, Engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -169,20 +169,46 @@ def start_attempt(
     `mode` and `followup` are those of the probe to come: an interrupted assisted
     observation is counted as assisted, an interrupted follow-up as a follow-up (out of
     the rollups, and charged to its host's follow-up budget after a restart)."""
-    row = ProbeAttempt(
-        target_id=target_id,
-        holder=holder,
-        scheduled_at=scheduled_at,
-        started_at=started_at,
-        adapter=adapter,
-        adapter_version=adapter_version,
-        mode=mode,
-        followup=followup,
+    with engine.begin() as conn:
+        return start_attempt_in(
+            conn,
+            target_id,
+            holder,
+            started_at,
+            adapter,
+            adapter_version,
+            scheduled_at=scheduled_at,
+            mode=mode,
+            followup=followup,
+        )
+
+
+def start_attempt_in(
+    conn: Connection,
+    target_id: str,
+    holder: str,
+    started_at: datetime,
+    adapter: str,
+    adapter_version: str,
+    scheduled_at: datetime | None = None,
+    mode: str = "auto",
+    followup: bool = False,
+) -> int:
+    """`start_attempt` inside the caller's transaction: the sweep writes the attempt in
+    the transaction that takes the target's lease."""
+    values = {
+        "target_id": target_id,
+        "holder": holder,
+        "scheduled_at": scheduled_at,
+        "started_at": started_at,
+        "adapter": adapter,
+        "adapter_version": adapter_version,
+        "mode": mode,
+        "followup": followup,
+    }
+    return int(
+        conn.execute(insert(ProbeAttempt).values(values).returning(ProbeAttempt.id)).scalar_one()
     )
-    with Session(engine) as session, session.begin():
-        session.add(row)
-        session.flush()
-        return row.id
 
 
 def _holder_dead(holder: str, started_at: datetime, now: datetime, lease: timedelta) -> bool:
@@ -322,9 +348,17 @@ def check_writable(engine: Engine, evidence: EvidenceStore) -> None:
         ) from None
 
 
-def save_probe(engine: Engine, evidence: EvidenceStore, record: ProbeRecord) -> int:
+def save_probe(
+    engine: Engine,
+    evidence: EvidenceStore,
+    record: ProbeRecord,
+    *,
+    lease_holder: str | None = None,
+) -> int:
     """Evidence to disk first, then the row: no row ever points at a missing file.
-    The row, its rollups and the deletion of its `probe_attempts` row commit together.
+    The row, its rollups and the deletion of its `probe_attempts` row commit together,
+    and with them the release of the target's lease when `lease_holder` holds it (the
+    sweep's last write for a target is then this one transaction).
     A failed write raises StorageError naming the folder or the database."""
     result = record.result
     try:
@@ -354,6 +388,12 @@ def save_probe(engine: Engine, evidence: EvidenceStore, record: ProbeRecord) -> 
             record_releases(session, row, result)
             if record.attempt_id is not None:
                 session.execute(delete(ProbeAttempt).where(ProbeAttempt.id == record.attempt_id))
+            if lease_holder is not None:
+                session.execute(
+                    delete(Lease).where(
+                        Lease.target_id == record.target_id, Lease.holder == lease_holder
+                    )
+                )
             return row.id
     except SQLAlchemyError as exc:
         if isinstance(exc, IntegrityError):
@@ -366,17 +406,15 @@ def save_probe(engine: Engine, evidence: EvidenceStore, record: ProbeRecord) -> 
 def probed_since(engine: Engine, target_id: str, since: datetime) -> bool:
     """Whether a regular (not follow-up) probe of the target started after `since`:
     another process's run that overlapped ours got there first."""
+    with engine.connect() as conn:
+        return probed_since_in(conn, target_id, since)
+
+
+def probed_since_in(conn: Connection, target_id: str, since: datetime) -> bool:
+    """`probed_since` inside the caller's transaction."""
     from sqlalchemy import exists
 
-    with engine.connect() as conn:
-        return bool(
-            conn.execute(
-                select(
-                    exists().where(
-                        Probe.target_id == target_id,
-                        Probe.started_at > since,
-                        Probe.followup.is_(False),
-                    )
-                )
-            ).scalar()
-        )
+    found = exists().where(
+        Probe.target_id == target_id, Probe.started_at > since, Probe.followup.is_(False)
+    )
+    return bool(conn.execute(select(found)).scalar())

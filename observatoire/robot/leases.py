@@ -50,16 +50,27 @@ def acquire(
 ) -> bool:
     """Take the lease unless someone else holds an unexpired one. Atomic on SQLite and
     PostgreSQL (one INSERT … ON CONFLICT DO UPDATE … WHERE)."""
-    make = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+    with engine.begin() as conn:
+        return acquire_in(conn, target_id, holder, now, ttl)
+
+
+def acquire_in(
+    conn: Connection,
+    target_id: str,
+    holder: str,
+    now: datetime,
+    ttl: timedelta = timedelta(minutes=15),
+) -> bool:
+    """`acquire` inside the caller's transaction (the sweep takes the lease and writes
+    the probe's attempt row in one)."""
+    make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     stmt = make(Lease).values(target_id=target_id, holder=holder, expires_at=now + ttl)
     stmt = stmt.on_conflict_do_update(
         index_elements=["target_id"],
         set_={"holder": stmt.excluded.holder, "expires_at": stmt.excluded.expires_at},
         where=(Lease.expires_at < now) | (Lease.holder == holder),
     )
-    with engine.begin() as conn:
-        taken = conn.execute(stmt.returning(Lease.target_id)).first()
-    return taken is not None
+    return conn.execute(stmt.returning(Lease.target_id)).first() is not None
 
 
 def release(engine: Engine, target_id: str, holder: str) -> None:

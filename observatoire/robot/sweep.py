@@ -8,6 +8,7 @@ Each probe is stored as soon as it completes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -26,12 +27,12 @@ from observatoire.record.evidence import EvidenceStore
 from observatoire.record.store import (
     ProbeRecord,
     StorageError,
-    probed_since,
+    probed_since_in,
     save_probe,
-    start_attempt,
+    start_attempt_in,
 )
 from observatoire.robot.browser import BrowserPool
-from observatoire.robot.leases import acquire, holder_id, release
+from observatoire.robot.leases import acquire_in, holder_id, release
 from observatoire.robot.politeness import PolitePolicy
 
 MAX_ATTEMPTS = 3  # the first try and at most 2 retries
@@ -131,45 +132,58 @@ async def run_sweep(
 
     storage_failure: list[StorageError] = []
 
-    async def host_worker(host_targets: list[Target]) -> None:
-        for target in host_targets:
-            if storage_failure or (stop is not None and stop.is_set()):
-                break
-            # Another run (an overlapping cron job, another shard) may be on it already.
-            if not acquire(engine, target.id, holder, datetime.now(UTC)):
-                report.skipped[target.id] = "busy: being probed by another run"
-                continue
-            if not followup and probed_since(engine, target.id, sweep_started):
-                # Two overlapping `probe --all`: the other one probed it while we waited
-                # for the lease; a second look now would be a duplicate, not a sample.
-                release(engine, target.id, holder)
-                report.skipped[target.id] = "busy: just probed by another run"
-                continue
-            try:
-                await probe_and_store(target)
-            except StorageError as exc:
-                storage_failure.append(exc)
-            finally:
-                release(engine, target.id, holder)
-
-    async def probe_and_store(target: Target) -> None:
-        adapter = get_adapter(target.platform)
-        started = clock.now()
+    def claim(target: Target, adapter: Adapter, started: datetime) -> int | str:
+        """One transaction before the first request: take the target's lease, check
+        that no overlapping run has just probed it, and write the attempt row. Returns
+        the attempt's id, or why the target is skipped."""
         try:
-            attempt_id = start_attempt(
-                engine,
-                target.id,
-                holder,
-                started,
-                adapter.name,
-                adapter.version,
-                scheduled_at=scheduled_at or started,
-                followup=followup,
-            )
+            with engine.begin() as conn:
+                # Another run (an overlapping cron job, another shard) may be on it.
+                if not acquire_in(conn, target.id, holder, datetime.now(UTC)):
+                    return "busy: being probed by another run"
+                if not followup and probed_since_in(conn, target.id, sweep_started):
+                    # Two overlapping `probe --all`: the other one probed it while we
+                    # waited for the lease; a second look now would be a duplicate.
+                    conn.rollback()  # the lease we just took, undone
+                    return "busy: just probed by another run"
+                return start_attempt_in(
+                    conn,
+                    target.id,
+                    holder,
+                    started,
+                    adapter.name,
+                    adapter.version,
+                    scheduled_at=scheduled_at or started,
+                    followup=followup,
+                )
         except SQLAlchemyError as exc:
             raise StorageError(
                 f"cannot write the database {engine.url!r}: {getattr(exc, 'orig', exc)}"
             ) from exc
+
+    async def host_worker(host_targets: list[Target]) -> None:
+        for target in host_targets:
+            if storage_failure or (stop is not None and stop.is_set()):
+                break
+            stored = False
+            try:
+                stored = await probe_and_store(target)
+            except StorageError as exc:
+                storage_failure.append(exc)
+            finally:
+                if not stored:  # no probe transaction released the lease: free it
+                    with contextlib.suppress(SQLAlchemyError):
+                        release(engine, target.id, holder)
+
+    async def probe_and_store(target: Target) -> bool:
+        """Probe and store one target. False when it was skipped (busy)."""
+        adapter = get_adapter(target.platform)
+        started = clock.now()
+        claimed = claim(target, adapter, started)
+        if isinstance(claimed, str):
+            report.skipped[target.id] = claimed
+            return False
+        attempt_id = claimed
         t0 = time.monotonic()
         result, requests, attempts = await probe_target(
             adapter, target, policy, clock, retry_base, browser, stop
@@ -189,12 +203,13 @@ async def run_sweep(
             attempt_id=attempt_id,
             followup=followup,
         )
-        save_probe(engine, evidence, record)
+        save_probe(engine, evidence, record, lease_holder=holder)
         report.probed += 1
         report.requests += requests
         report.outcomes[result.outcome.value] += 1
         if on_probe is not None:
             on_probe(target, result)
+        return True
 
     try:
         await asyncio.gather(*(host_worker(ts) for ts in by_host.values()))
