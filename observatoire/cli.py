@@ -635,6 +635,23 @@ def publish(
     publish_loop(engine, s, every, stop, say=say, warn=warn)
 
 
+def _refus(message: str, code: int = 2) -> typer.Exit:
+    """`fail` in French, for the dossier command: a lawyer or a clerk reads it (exit 2
+    bad input, 1 a dossier that does not match its manifest)."""
+    err.print(f"erreur : {message}", highlight=False, markup=False, emoji=False)
+    return typer.Exit(code)
+
+
+def _jour(value: str | None, option: str) -> date | None:
+    """`_parse_day` in French, for the dossier command."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _refus(f"{option} {value!r}: date illisible ; exemple : 2026-03-01") from None
+
+
 @app.command()
 @friendly_errors
 def dossier(
@@ -676,15 +693,15 @@ def dossier(
         try:
             verification = check_dossier(verify_dir)
         except DossierError as exc:
-            raise fail(str(exc)) from None
+            raise _refus(str(exc)) from None
         for problem in verification.problems:
             err.print(problem, highlight=False, markup=False)
         if not verification.intact:
-            raise fail(verification.verdict(), code=1)
-        out.print(verification.verdict(), highlight=False)
+            raise _refus(verification.verdict(), code=1)
+        out.print(verification.verdict(), highlight=False, markup=False)
         return
     if not target or not out_dir:
-        raise fail("--target et --out sont requis (ou --verify DOSSIER)")
+        raise _refus("--target et --out sont requis (ou --verify RÉPERTOIRE)")
     # The dossier sends no request (its browser renders saved pages offline): the
     # runtime gives it the database, the evidence and the robot's own User-Agent.
     runtime = _runtime([])
@@ -695,16 +712,16 @@ def dossier(
             runtime.settings,
             target,
             out_dir,
-            _parse_day(since, "--from"),
-            _parse_day(until, "--to"),
+            _jour(since, "--from"),
+            _jour(until, "--to"),
             contributor=contributor,
             annex=annex,
             piece=piece,
             opening_hours=opening_hours,
         )
     except DossierError as exc:
-        raise fail(str(exc)) from None
-    out.print(established.summary(), highlight=False)
+        raise _refus(str(exc)) from None
+    out.print(established.summary(), highlight=False, markup=False)
 
 
 @app.command()

@@ -103,18 +103,46 @@ def test_the_real_targets_file_still_loads_quickly() -> None:
 
 
 def test_dossier_verify_on_a_broken_manifest(tmp_path: Path) -> None:
+    """A manifest that cannot be read: exit 2, `file:line: problem` in French, for the
+    clerk or the lawyer who runs --verify."""
     folder = tmp_path / "d"
     folder.mkdir()
-    (folder / "manifest.json").write_text("{ not json", encoding="utf-8")
-    result = CliRunner().invoke(app, ["dossier", "--verify", str(folder)])
-    assert result.exit_code == 2, result.output
-    assert "manifest.json:1: not valid JSON" in result.stderr
-    assert "Traceback" not in result.output + result.stderr
-    (folder / "manifest.json").write_text(json.dumps({"attempts": 3}), encoding="utf-8")
-    result = CliRunner().invoke(app, ["dossier", "--verify", str(folder)])
-    assert result.exit_code == 2 and "files: missing or not a list" in result.stderr
-    result = CliRunner().invoke(app, ["dossier", "--verify", str(tmp_path / "none")])
-    assert result.exit_code == 2 and "no such folder" in result.stderr
+    manifest = folder / "manifest.json"
+    said: list[str] = []
+
+    def verify_says(content: bytes | None, folder: Path = folder) -> str:
+        if content is not None:
+            manifest.write_bytes(content)
+        result = CliRunner().invoke(app, ["dossier", "--verify", str(folder)])
+        assert result.exit_code == 2, result.output + result.stderr
+        assert "Traceback" not in result.output + result.stderr
+        said.append(result.stderr)
+        return result.stderr
+
+    assert (
+        f"erreur : {manifest}:1: JSON invalide, colonne 3 : nom de champ entre guillemets attendu"
+    ) in verify_says(b"{ not json")
+    assert f"{manifest}:3: JSON invalide, colonne 1 : nom de champ" in verify_says(
+        b'{"files": [],\n"x": 1,\n}'
+    )
+    assert f"{manifest}:1: ce n'est pas du texte UTF-8 (octet 12 illisible)" in verify_says(
+        b'{"files": "\xe9"}'
+    )
+    assert (
+        f"{manifest}:1: un objet JSON avec une liste « files » était attendu, pas une liste"
+    ) in verify_says(b"[]")
+    assert f"{manifest}:1: files: liste des fichiers du dossier absente" in verify_says(
+        json.dumps({"attempts": 3}).encode()
+    )
+    assert (
+        f"{manifest}:1: files: liste des fichiers du dossier qui n'est pas une liste (un texte)"
+    ) in verify_says(json.dumps({"files": "x"}).encode())
+    assert f"erreur : {tmp_path / 'none'}: répertoire introuvable" in verify_says(
+        None, tmp_path / "none"
+    )
+    # Not one of the old English words.
+    for english in ("error:", "not valid", "missing", "no such", "expected", "not a list"):
+        assert not [s for s in said if english in s], english
 
 
 def test_classify_on_a_truncated_gzip(tmp_path: Path) -> None:

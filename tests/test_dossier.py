@@ -3,6 +3,7 @@ statements when the criteria are not met, PDF pages, and tamper detection."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -146,8 +147,14 @@ async def test_dossier_from_simulator_data_with_pdf(
     victim = next(p for p in (out / "preuves").glob("*.html"))
     victim.write_text(victim.read_text() + "<!-- edited -->")
     problems = verify(out)
-    assert problems and "changed" in problems[0]
+    rel = f"preuves/{victim.name}"
+    found = hashlib.sha256(victim.read_bytes()).hexdigest()
+    assert problems == [
+        f"{rel}: fichier modifié : son sha256 est {found}, manifest.json annonce "
+        f"{victim.name.split('.')[0]}"
+    ]
     result = CliRunner().invoke(app, ["dossier", "--verify", str(out)])
-    assert result.exit_code == 1 and "altered" in result.stderr
+    assert result.exit_code == 1 and f"{rel}: fichier modifié" in result.stderr
+    assert f"erreur : {out}: 1 problème ; le dossier a été modifié" in result.stderr
     (out / "preuves" / "extra.txt").write_text("x")
-    assert any("not in the manifest" in p for p in verify(out))
+    assert "preuves/extra.txt: fichier ajouté : manifest.json ne le liste pas" in verify(out)

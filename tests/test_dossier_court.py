@@ -273,21 +273,36 @@ def test_annex_is_hashed_verified_and_a_tampered_one_is_caught(
     # The applicant's capture edited afterwards: caught, by the CLI too.
     victim = out / pieces[1]["path"]
     victim.write_bytes(victim.read_bytes() + b"% edited\n")
-    assert any(f"changed: {pieces[1]['path']}" in p for p in verify(out))
+    edited_sha = hashlib.sha256(victim.read_bytes()).hexdigest()
+    assert (
+        f"{pieces[1]['path']}: fichier modifié : son sha256 est {edited_sha}, manifest.json "
+        f"annonce {pieces[1]['sha256']}"
+    ) in verify(out)
     bad = CliRunner().invoke(app, ["dossier", "--verify", str(out)])
     assert bad.exit_code == 1 and "le dossier a été modifié" in bad.stderr
+    assert f"{pieces[1]['path']}: fichier modifié" in bad.stderr
     # Edited with its hash in the files list: the pièce list and the fingerprint disagree.
     edited = json.loads((out / "manifest.json").read_text("utf-8"))
     for f in edited["files"]:
         if f["path"] == pieces[1]["path"]:
             f["sha256"] = hashlib.sha256(victim.read_bytes()).hexdigest()
     (out / "manifest.json").write_text(json.dumps(edited), encoding="utf-8")
-    assert any("pièce jointe n° 2" in p for p in verify(out))
+    assert (
+        f"{pieces[1]['path']}: pièce jointe n° 2 : la liste des pièces annonce le sha256 "
+        f"{pieces[1]['sha256']}, la liste des fichiers {edited_sha}"
+    ) in verify(out)
     for p in edited["annex"]:
         if p["number"] == 2:
             p["sha256"] = hashlib.sha256(victim.read_bytes()).hexdigest()
     (out / "manifest.json").write_text(json.dumps(edited), encoding="utf-8")
-    assert any("dossier_fingerprint" in p for p in verify(out))
+    declared = manifest["dossier_fingerprint"]
+    assert any(
+        p.startswith(
+            f"manifest.json: dossier_fingerprint: l'empreinte du dossier annoncée, "
+            f"{declared}, ne correspond plus"
+        )
+        for p in verify(out)
+    )
 
     # Bad annexes: a clear French message, exit 2, nothing written.
     (annex / "notes.txt").write_text("x")
@@ -440,3 +455,145 @@ def test_opening_hours_in_the_targets_file(tmp_path: Path) -> None:
         f"{path}:{line}: departments[0].targets[0].opening_hours: '12:00-09:00': the range "
         "must go forward within one day"
     )
+
+
+def test_verify_says_each_problem_in_french_with_its_file(tmp_path: Path) -> None:
+    """What --verify tells a clerk: the file first, then what was expected and what was
+    found, in French; never an English word."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(url)
+    engine = make_engine(url)
+    evidence = EvidenceStore(tmp_path / "ev")
+    tid = add_target(engine)
+    t = datetime(2026, 3, 2, 9, tzinfo=UTC)  # lundi 02/03/2026 à 10:00, Paris
+    add_probes(engine, evidence, tid, [t, t + timedelta(days=9)])
+    out = tmp_path / "d"
+    manifest = build_dossier(engine, evidence, tid, out, pdf=False)
+    engine.dispose()
+    original = (out / "manifest.json").read_text("utf-8")
+    first = manifest["attempt_list"][0]["page_sha256"]
+
+    # A file deleted, an evidence file renamed, the HTML gone.
+    (out / "preuves" / f"{first}.html").unlink()
+    second = manifest["attempt_list"][1]["page_sha256"]
+    (out / "preuves" / f"{second}.html").rename(out / "preuves" / "page.html")
+    (out / "dossier.html").rename(tmp_path / "dossier.html")
+    problems = verify(out)
+    assert f"preuves/{first}.html: fichier absent (manifest.json annonce le sha256 {first})" in (
+        problems
+    )
+    assert f"preuves/{second}.html: fichier absent (manifest.json annonce le sha256 {second})" in (
+        problems
+    )
+    assert "preuves/page.html: fichier ajouté : manifest.json ne le liste pas" in problems
+    assert "dossier.html: fichier absent" in problems
+    shutil.rmtree(out / "preuves")
+    (tmp_path / "dossier.html").rename(out / "dossier.html")
+
+    # An evidence file whose name is not its sha256 (listed so in the manifest).
+    edited = json.loads(original)
+    for f in edited["files"]:
+        if f["path"] == f"preuves/{first}.html":
+            f["path"] = "preuves/renomme.html"
+    (out / "preuves").mkdir()
+    (out / "preuves" / "renomme.html").write_bytes(evidence.get(first, "html"))
+    (out / "manifest.json").write_text(json.dumps(edited), encoding="utf-8")
+    assert (
+        "preuves/renomme.html: fichier renommé : une preuve porte son sha256 pour nom, "
+        f"preuves/{first}.html attendu"
+    ) in verify(out)
+    # The attempt whose evidence is no longer listed is named, in Paris time.
+    edited["files"] = [f for f in edited["files"] if f["path"] != "preuves/renomme.html"]
+    (out / "preuves" / "renomme.html").unlink()
+    (out / "manifest.json").write_text(json.dumps(edited), encoding="utf-8")
+    assert (
+        f"manifest.json: attempt_list[0].page_sha256: page enregistrée {first} de la "
+        "tentative du lundi 02/03/2026 à 10:00 absente de la liste des fichiers du dossier"
+    ) in verify(out)
+
+    # A figure removed, an attempt unreadable, opening hours unreadable.
+    edited = json.loads(original)
+    del edited["failed_attempts"]
+    edited["failures_within_opening_hours"] = 5
+    (out / "manifest.json").write_text(json.dumps(edited), encoding="utf-8")
+    problems = verify(out)
+    assert (
+        "manifest.json: failed_attempts: chiffre absent (la liste des tentatives donne 2)"
+    ) in problems
+    assert (
+        "manifest.json: failures_within_opening_hours: le manifeste indique 5, la liste des "
+        "tentatives donne null"
+    ) in problems
+    edited = json.loads(original)
+    edited["attempt_list"][0]["started_at"] = "le 2 mars"
+    edited["attempt_list"][1]["outcome"] = "victoire"
+    edited["opening_hours"] = "12:00-09:00"
+    (out / "manifest.json").write_text(json.dumps(edited), encoding="utf-8")
+    problems = verify(out)
+    assert (
+        'manifest.json: attempt_list[0]: started_at: date illisible "le 2 mars" '
+        "(chiffres du résumé non recalculés)"
+    ) in problems
+    assert (
+        'manifest.json: attempt_list[1]: outcome: résultat inconnu "victoire" '
+        "(chiffres du résumé non recalculés)"
+    ) in problems
+    assert (
+        "manifest.json: opening_hours: '12:00-09:00' : une plage va de l'ouverture à la "
+        "fermeture, dans la même journée (chiffres du résumé non recalculés)"
+    ) in problems
+    # A hash the HTML cites that no file has: its line is given.
+    page = (out / "dossier.html").read_text("utf-8")
+    stray = "e" * 64
+    (out / "dossier.html").write_text(page + f"<!-- {stray} -->\n", encoding="utf-8")
+    problems += verify(out)
+    assert (
+        f"dossier.html:{page.count(chr(10)) + 1}: cite le sha256 {stray}, qu'aucun fichier de "
+        "manifest.json ne porte"
+    ) in problems
+    english = re.compile(r"\b(missing|changed|not in|should|cites|which|is|but|gives)\b")
+    assert not [p for p in problems if english.search(p)], problems
+
+
+def test_the_dossier_command_refuses_in_french(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    """Bad options of `dossier`: exit 2, `erreur : ` and what is wrong, in French."""
+    upgrade(cli_env["OBSERVATOIRE_DATABASE_URL"])
+    engine = make_engine(cli_env["OBSERVATOIRE_DATABASE_URL"])
+    tid = add_target(engine)
+    engine.dispose()
+    a_file = tmp_path / "lettre.odt"
+    a_file.write_text("x")
+
+    def refused(*args: str) -> str:
+        result = CliRunner().invoke(app, ["dossier", "--target", tid, *args])
+        assert result.exit_code == 2, result.output + result.stderr
+        assert "Traceback" not in result.output + result.stderr
+        assert result.stderr.startswith("erreur : ") and "error" not in result.stderr
+        return result.stderr
+
+    out = str(tmp_path / "d")
+    assert f"--out {a_file}: fichier, pas un répertoire ; choisissez" in refused(
+        "--out", str(a_file)
+    )
+    assert "--from '1er mars': date illisible ; exemple : 2026-03-01" in refused(
+        "--out", out, "--from", "1er mars"
+    )
+    assert (
+        "--opening-hours 'lun-ven 9h-12h': '9h-12h' n'est pas une plage comme 09:00-12:00"
+    ) in refused("--out", out, "--opening-hours", "lun-ven 9h-12h")
+    assert "--opening-hours 'lundi-xyz 09:00-12:00': jour inconnu dans 'lundi-xyz'" in refused(
+        "--out", out, "--opening-hours", "lundi-xyz 09:00-12:00"
+    )
+    assert "--contributor 'personne': aucun contributeur n'a ce pseudonyme ni ce numéro" in (
+        refused("--out", out, "--contributor", "personne")
+    )
+    assert f"--annex {tmp_path / 'rien'}: répertoire introuvable" in refused(
+        "--out", out, "--annex", str(tmp_path / "rien")
+    )
+    assert not (tmp_path / "d").exists()
+    result = CliRunner().invoke(app, ["dossier", "--target", "93-inconnue", "--out", out])
+    assert result.exit_code == 2
+    assert "erreur : --target '93-inconnue': cible inconnue" in result.stderr
+    result = CliRunner().invoke(app, ["dossier", "--out", out])
+    assert result.exit_code == 2
+    assert "erreur : --target et --out sont requis (ou --verify RÉPERTOIRE)" in result.stderr

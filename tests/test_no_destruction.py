@@ -182,7 +182,11 @@ def test_dossier_refuses_a_foreign_folder_and_never_mixes_targets(
     foreign.mkdir()
     (foreign / "lettre.odt").write_text("x")
     result = invoke("dossier", "--target", "93-a", "--out", str(foreign))
-    assert result.exit_code == 2 and "is not a dossier folder" in result.stderr
+    assert (
+        result.exit_code == 2
+        and (f"--out {foreign}: répertoire non vide qui n'est pas un dossier de preuves")
+        in result.stderr
+    )
     assert snapshot(foreign) == {"lettre.odt": hashlib.sha256(b"x").hexdigest()}
 
     out = tmp_path / "dossier"
@@ -206,7 +210,7 @@ def test_missing_evidence_stops_the_dossier(data: Path, tmp_path: Path, cli_env)
     with Session(engine) as s:
         sha = s.query(Probe.page_sha256).order_by(Probe.started_at).first()[0]
     evidence.path_for(sha, "html").unlink()
-    with pytest.raises(DossierError, match="1 evidence file\\(s\\) missing from the store"):
+    with pytest.raises(DossierError, match="1 fichier de preuve manque dans le dépôt"):
         build_dossier(engine, evidence, "93-a", tmp_path / "d", pdf=False)
     engine.dispose()
     assert not (tmp_path / "d").exists()
@@ -230,9 +234,11 @@ def test_verify_recomputes_the_summary_and_checks_cited_hashes(
     edited["iso_weeks_with_failure"] = ["2026-S10", "2026-S11", "2026-S12"]
     path.write_text(json.dumps(edited), encoding="utf-8")
     problems = verify(out)
-    assert any("failed_attempts is 12 but the attempt list gives 2" in p for p in problems)
+    assert (
+        "manifest.json: failed_attempts: le manifeste indique 12, la liste des tentatives donne 2"
+    ) in problems
     result = invoke("dossier", "--verify", str(out))
-    assert result.exit_code == 1 and "altered" in result.stderr
+    assert result.exit_code == 1 and "le dossier a été modifié" in result.stderr
 
     # An evidence file and its manifest entry removed together: the HTML still cites it.
     gone = manifest["attempt_list"][0]["page_sha256"]
@@ -242,5 +248,8 @@ def test_verify_recomputes_the_summary_and_checks_cited_hashes(
     path.write_text(json.dumps(edited), encoding="utf-8")
     (out / "preuves" / f"{gone}.html").unlink()
     problems = verify(out)
-    assert any(f"dossier.html cites sha256 {gone}" in p for p in problems), problems
-    assert any("attempts is 2 but the attempt list gives 1" in p for p in problems), problems
+    cited = f": cite le sha256 {gone}, qu'aucun fichier de manifest.json ne porte"
+    assert any(p.startswith("dossier.html:") and p.endswith(cited) for p in problems), problems
+    assert (
+        "manifest.json: attempts: le manifeste indique 2, la liste des tentatives donne 1"
+    ) in problems

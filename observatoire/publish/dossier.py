@@ -123,7 +123,62 @@ PATTERNS = (
 
 
 class DossierError(ValueError):
-    pass
+    """A dossier that cannot be built or read, said in French for the lawyer or the
+    clerk who runs the command (`file:line: field: problem` where there is a file)."""
+
+
+def _json(value: object) -> str:
+    """A value as manifest.json writes it (true, null, ["2026-S10"]): what a reader
+    finds when opening the file, rather than Python's True, None or ['2026-S10']."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+#: The JSON decoder's messages (Python 3.11 and later), in French.
+JSON_ERRORS_FR = (
+    ("Expecting value", "valeur attendue"),
+    ("Expecting property name enclosed in double quotes", "nom de champ entre guillemets attendu"),
+    ("Expecting ':' delimiter", "deux-points « : » attendu"),
+    ("Expecting ',' delimiter", "virgule « , » attendue"),
+    ("Unterminated string starting at", "texte entre guillemets jamais refermé"),
+    ("Invalid control character", "caractère de contrôle interdit dans un texte"),
+    ("Invalid \\uXXXX escape", "séquence \\uXXXX invalide"),
+    ("Invalid \\escape", "séquence d'échappement « \\ » invalide"),
+    ("Extra data", "contenu en trop après la fin du JSON"),
+    ("Illegal trailing comma", "virgule en trop avant la fin"),
+)
+
+
+def _json_error_fr(exc: json.JSONDecodeError) -> str:
+    """'JSON invalide, colonne 3 : nom de champ entre guillemets attendu'; a message
+    the table does not know gives the column alone, never English."""
+    reason = next((fr for en, fr in JSON_ERRORS_FR if exc.msg.startswith(en)), "")
+    return f"JSON invalide, colonne {exc.colno}" + (f" : {reason}" if reason else "")
+
+
+#: parse_opening_hours' messages (config.py, shared with the targets file), in French.
+OPENING_HOURS_FR = (
+    (
+        re.compile(r"unknown day in (.+) \(lun, "),
+        "jour inconnu dans {0} (lun, mar, mer, jeu, ven, sam, dim)",
+    ),
+    (
+        re.compile(r"(.+) is not a range like 09:00-12:00$"),
+        "{0} n'est pas une plage comme 09:00-12:00",
+    ),
+    (
+        re.compile(r"(.+): the range must go forward within one day$"),
+        "{0} : une plage va de l'ouverture à la fermeture, dans la même journée",
+    ),
+)
+
+
+def opening_hours_problem(exc: ValueError) -> str:
+    """What parse_opening_hours found wrong, in French (the part at fault quoted)."""
+    for pattern, french in OPENING_HOURS_FR:
+        m = pattern.match(str(exc))
+        if m:
+            return french.format(m.group(1))
+    return "horaires illisibles ; exemple : « lun-ven 09:00-12:00, 13:30-16:00 »"
 
 
 def details_fr(code: str) -> str:
@@ -215,24 +270,39 @@ class Attempt:
         }
 
     @classmethod
-    def from_manifest(cls, entry: dict[str, object]) -> Attempt:
+    def from_manifest(cls, entry: object) -> Attempt:
+        """An attempt of manifest.json's attempt_list. Raises ValueError saying, in
+        French and as `field: problem`, what is wrong with the entry."""
+        if not isinstance(entry, dict):
+            raise ValueError(f"un objet JSON était attendu, pas {_json_kind(entry)}")
+
         def when(key: str) -> datetime | None:
             value = entry.get(key)
-            return datetime.fromisoformat(str(value)) if value else None
+            if not value:
+                return None
+            try:
+                moment = datetime.fromisoformat(str(value))
+            except ValueError:
+                raise ValueError(f"{key}: date illisible {_json(value)}") from None
+            if moment.tzinfo is None:
+                raise ValueError(f"{key}: date sans fuseau horaire {_json(value)}")
+            return moment
 
         def text(key: str) -> str | None:
             value = entry.get(key)
             if value is not None and not isinstance(value, str):
-                raise ValueError(f"{key} should be text or null, not {value!r}")
+                raise ValueError(f"{key}: du texte ou null était attendu, pas {_json(value)}")
             return value
 
         started = when("started_at")
         if started is None:
-            raise ValueError("an attempt without started_at")
-        Outcome(str(entry["outcome"]))  # raises on an unknown outcome
+            raise ValueError("started_at: date de la tentative absente")
+        outcome = entry.get("outcome")
+        if not isinstance(outcome, str) or outcome not in {o.value for o in Outcome}:
+            raise ValueError(f"outcome: résultat inconnu {_json(outcome)}")
         return cls(
             started,
-            str(entry["outcome"]),
+            outcome,
             str(entry.get("detail") or ""),
             when("first_slot_at"),
             str(entry.get("mode") or "auto"),
@@ -458,12 +528,16 @@ def build_dossier(
         try:
             parse_opening_hours(opening_hours)
         except ValueError as exc:
-            raise DossierError(f"--opening-hours {opening_hours!r}: {exc}") from None
+            raise DossierError(
+                f"--opening-hours {opening_hours!r}: {opening_hours_problem(exc)}"
+            ) from None
     annex_files = _annex_files(annex) if annex is not None else []
     with Session(engine) as session:
         target = session.get(TargetRow, target_id)
         if target is None:
-            raise DossierError(f"cible inconnue : {target_id!r}")
+            raise DossierError(
+                f"--target {target_id!r}: cible inconnue (voir `observatoire targets list`)"
+            )
         info: dict[str, object] = {
             c: getattr(target, c)
             for c in (
@@ -486,7 +560,10 @@ def build_dossier(
             if row is None and contributor.isdigit():
                 row = session.get(Contributor, int(contributor))
             if row is None:
-                raise DossierError(f"--contributor {contributor}: aucun contributeur de ce nom")
+                raise DossierError(
+                    f"--contributor {contributor!r}: aucun contributeur n'a ce pseudonyme "
+                    "ni ce numéro"
+                )
             who = {"id": row.id, "pseudonym": row.pseudonym, "role": row.role}
         lo = paris_midnight(since) if since else None
         hi = paris_midnight(since_next(until)) if until else None
@@ -546,19 +623,22 @@ def build_dossier(
     out = Path(out).absolute()
     _check_out(out)
     missing = [
-        f"{a.started_at.astimezone(PARIS):%d/%m/%Y %H:%M}: {kind} {sha} "
-        f"({evidence.path_for(sha, kind)})"
+        f"{evidence.path_for(sha, kind)}: {what} {sha} de la tentative du {long_time(a.started_at)}"
         for a in attempts
-        for sha, kind in ((a.page_sha256, "html"), (a.screenshot_sha256, "png"))
+        for sha, kind, what in (
+            (a.page_sha256, "html", "page enregistrée"),
+            (a.screenshot_sha256, "png", "capture d'écran"),
+        )
         if sha and not evidence.path_for(sha, kind).is_file()
     ]
     if missing:
-        shown = "; ".join(missing[:5]) + (
-            f"; … {len(missing) - 5} more" if len(missing) > 5 else ""
-        )
+        n = len(missing)
+        shown = " ; ".join(missing[:5]) + (f" ; et {plural(n - 5, 'autre')}" if n > 5 else "")
         raise DossierError(
-            f"{len(missing)} evidence file(s) missing from the store {evidence.root}, the "
-            f"dossier would not prove these attempts: {shown}"
+            f"{plural(n, 'fichier de preuve', 'fichiers de preuve')} "
+            f"{'manque' if n == 1 else 'manquent'} dans le dépôt des preuves {evidence.root} ; "
+            f"le dossier ne prouverait pas {'cette tentative' if n == 1 else 'ces tentatives'}, "
+            f"il n'est pas établi : {shown}"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.build-"))
@@ -599,18 +679,20 @@ def _annex_files(folder: Path) -> list[Path]:
     (by its first bytes, not only its name) is refused with its path."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DossierError(f"--annex {folder}: dossier introuvable (no such folder)")
+        raise DossierError(f"--annex {folder}: répertoire introuvable")
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     if not files:
-        raise DossierError(f"--annex {folder}: aucun fichier à joindre")
+        raise DossierError(f"--annex {folder}: aucun fichier à joindre dans ce répertoire")
     for path in files:
         magic = ANNEX_TYPES.get(path.suffix.lower())
         if magic is None:
             raise DossierError(
                 f"{path}: type de fichier non pris en charge (PNG, JPEG ou PDF seulement)"
             )
-        if path.stat().st_size > ANNEX_MAX_BYTES:
-            raise DossierError(f"{path}: fichier trop gros (plus de 30 Mo)")
+        size = path.stat().st_size
+        if size > ANNEX_MAX_BYTES:
+            megabytes = f"{size / 1024 / 1024:.1f}".replace(".", ",")
+            raise DossierError(f"{path}: fichier trop gros ({megabytes} Mo, 30 Mo au plus)")
         with path.open("rb") as fh:
             if not fh.read(len(magic)) == magic:
                 raise DossierError(f"{path}: le contenu n'est pas celui d'un fichier {path.suffix}")
@@ -620,11 +702,15 @@ def _annex_files(folder: Path) -> list[Path]:
 def _check_out(out: Path) -> None:
     """Only a new or empty folder, or a dossier folder of our own, may become `out`."""
     if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise DossierError(f"{out} is not a folder: choose a new or empty folder for --out")
+        what = "lien symbolique refusé" if out.is_symlink() else "fichier, pas un répertoire"
+        raise DossierError(
+            f"--out {out}: {what} ; choisissez pour --out un répertoire nouveau ou vide"
+        )
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
         raise DossierError(
-            f"{out} is not empty and is not a dossier folder of observatoire (no {MARKER} "
-            "file): refusing to write into it; choose a new or empty folder for --out"
+            f"--out {out}: répertoire non vide qui n'est pas un dossier de preuves "
+            f"d'observatoire (pas de fichier {MARKER}) ; rien n'y est écrit : choisissez "
+            "pour --out un répertoire nouveau ou vide"
         )
 
 
@@ -992,30 +1078,41 @@ def opening_hours_of(config_file: Path, target_id: str) -> str | None:
 
 
 def verify(folder: Path) -> list[str]:
-    """Problems found re-checking a dossier (empty: intact): every file against its
-    sha256 in the manifest, no file outside it, the summary figures and the dossier's
-    fingerprint recomputed from the attempt list, every attempt's evidence and every
-    annexed file present with its hash, and every hash the HTML cites being the hash of
-    a file of the dossier (a file removed with its manifest entry while the HTML still
-    cites it is caught). A manifest that cannot be read at all (not JSON, no `files`)
-    raises DossierError: a clear message, never a traceback."""
+    """Problems found re-checking a dossier (empty: intact), in French for the lawyer or
+    the clerk, each naming its file first and saying what was expected and what was
+    found: every file against its sha256 in the manifest, no file outside it, the
+    summary figures and the dossier's fingerprint recomputed from the attempt list,
+    every attempt's evidence and every annexed file present with its hash, and every
+    hash the HTML cites being the hash of a file of the dossier (a file removed with its
+    manifest entry while the HTML still cites it is caught). A manifest that cannot be
+    read at all (not JSON, no `files`) raises DossierError: a clear message, never a
+    traceback."""
     folder = Path(folder)
     manifest_path = folder / "manifest.json"
     if not folder.is_dir():
-        raise DossierError(f"{folder}: no such folder (dossier introuvable)")
+        raise DossierError(f"{folder}: répertoire introuvable")
     if not manifest_path.is_file():
-        return [f"manifest.json manque dans {folder}"]
+        return [
+            f"{manifest_path}: fichier absent ; sans la liste des fichiers et de leurs "
+            "empreintes, rien ne peut être vérifié"
+        ]
     try:
         manifest = json.loads(manifest_path.read_text("utf-8"))
-    except UnicodeDecodeError:
-        raise DossierError(f"{manifest_path}:1: not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        raise DossierError(
+            f"{manifest_path}:1: ce n'est pas du texte UTF-8 (octet {exc.start + 1} illisible)"
+        ) from None
     except json.JSONDecodeError as exc:
-        raise DossierError(f"{manifest_path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+        raise DossierError(f"{manifest_path}:{exc.lineno}: {_json_error_fr(exc)}") from None
     if not isinstance(manifest, dict):
-        raise DossierError(f"{manifest_path}:1: expected a JSON object with 'files'")
+        raise DossierError(
+            f"{manifest_path}:1: un objet JSON avec une liste « files » était attendu, "
+            f"pas {_json_kind(manifest)}"
+        )
     entries = manifest.get("files")
     if not isinstance(entries, list):
-        raise DossierError(f"{manifest_path}:1: files: missing or not a list")
+        found = "absente" if entries is None else f"qui n'est pas une liste ({_json_kind(entries)})"
+        raise DossierError(f"{manifest_path}:1: files: liste des fichiers du dossier {found}")
     problems: list[str] = []
     listed: dict[str, str] = {}
     hashes: set[str] = set()
@@ -1026,95 +1123,171 @@ def verify(folder: Path) -> list[str]:
             or not isinstance(entry.get("path"), str)
             or not isinstance(entry.get("sha256"), str)
         ):
-            problems.append(f"manifest.json: files[{index}]: needs a path and a sha256")
+            problems.append(
+                f"manifest.json: files[{index}]: un chemin (path) et un sha256 sont requis"
+            )
             continue
         rel, sha = entry["path"], entry["sha256"]
         path = folder / rel
         if not path.resolve().is_relative_to(root):
-            problems.append(f"manifest.json: files[{index}]: {rel} is outside the dossier")
+            problems.append(
+                f"manifest.json: files[{index}]: le chemin {rel} sort du dossier de preuves"
+            )
             continue
         listed[rel] = sha
         hashes.add(sha)
         if not path.is_file():
-            problems.append(f"missing: {rel} (fichier absent)")
-        elif _sha256_file(path) != sha:
-            problems.append(f"changed: {rel} (son sha256 diffère de celui du manifeste)")
+            problems.append(f"{rel}: fichier absent (manifest.json annonce le sha256 {sha})")
+            continue
+        found = _sha256_file(path)
+        if found != sha:
+            problems.append(
+                f"{rel}: fichier modifié : son sha256 est {found}, manifest.json annonce {sha}"
+            )
         elif (
             path.parent.name == "preuves"
             and not path.name.startswith("rendu-")
             and (path.name.split(".")[0] != sha)
         ):
-            problems.append(f"renamed: {rel} (renommé)")
+            expected = sha + path.name[len(path.name.split(".")[0]) :]
+            problems.append(
+                f"{rel}: fichier renommé : une preuve porte son sha256 pour nom, "
+                f"preuves/{expected} attendu"
+            )
     for path in folder.rglob("*"):
         rel = str(path.relative_to(folder))
         if path.is_file() and rel != "manifest.json" and rel not in listed:
-            problems.append(f"not in the manifest: {rel} (fichier ajouté)")
+            problems.append(f"{rel}: fichier ajouté : manifest.json ne le liste pas")
     problems += _verify_summary(manifest, hashes)
     problems += _verify_annex(manifest, listed)
     declared = manifest.get("dossier_fingerprint")
     allowed = set(hashes)
     if declared is not None:
-        if declared != fingerprint(manifest):
+        recomputed = fingerprint(manifest)
+        if declared != recomputed:
             problems.append(
-                "manifest.json: dossier_fingerprint ne correspond plus à la liste des "
-                "tentatives et des pièces (empreinte du dossier recalculée différente)"
+                f"manifest.json: dossier_fingerprint: l'empreinte du dossier annoncée, "
+                f"{declared}, ne correspond plus à la liste des tentatives et des pièces, "
+                f"qui donne {recomputed}"
             )
         allowed.add(str(declared))
     html = folder / "dossier.html"
     if html.is_file():
-        cited = set(SHA256.findall(html.read_text("utf-8", errors="replace")))
-        for sha in sorted(cited - allowed):
-            problems.append(f"dossier.html cites sha256 {sha}, which no file of the manifest has")
+        page = html.read_text("utf-8", errors="replace")
+        # The line each hash is first cited on, counted as the page is read once.
+        first_line: dict[str, int] = {}
+        line, counted = 1, 0
+        for m in SHA256.finditer(page):
+            line += page.count("\n", counted, m.start())
+            counted = m.start()
+            first_line.setdefault(m.group(0), line)
+        for sha in sorted(set(first_line) - allowed):
+            problems.append(
+                f"dossier.html:{first_line[sha]}: cite le sha256 {sha}, qu'aucun fichier "
+                "de manifest.json ne porte"
+            )
     else:
-        problems.append("dossier.html is missing (absent)")
+        problems.append("dossier.html: fichier absent")
     return problems
+
+
+def _json_kind(value: object) -> str:
+    """What a JSON value is, in French: 'une liste', 'un texte'…"""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "un booléen"
+    if isinstance(value, int | float):
+        return "un nombre"
+    if isinstance(value, str):
+        return "un texte"
+    if isinstance(value, list):
+        return "une liste"
+    return "un objet"
 
 
 def _verify_annex(manifest: dict[str, object], listed: dict[str, str]) -> list[str]:
     raw = manifest.get("annex") or []
     if not isinstance(raw, list):
-        return ["manifest.json: annex: not a list"]
+        return [f"manifest.json: annex: une liste était attendue, pas {_json_kind(raw)}"]
     problems = []
     for index, entry in enumerate(raw):
         if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
-            problems.append(f"manifest.json: annex[{index}]: needs a path and a sha256")
-            continue
-        rel = entry["path"]
-        if rel not in listed:
-            problems.append(f"pièce jointe n° {entry.get('number')}: {rel} absente du manifeste")
-        elif listed[rel] != entry.get("sha256"):
             problems.append(
-                f"pièce jointe n° {entry.get('number')}: {rel}: son sha256 diffère de celui "
-                "annoncé dans la liste des pièces"
+                f"manifest.json: annex[{index}]: un chemin (path) et un sha256 sont requis"
+            )
+            continue
+        rel, number = entry["path"], entry.get("number")
+        if rel not in listed:
+            problems.append(
+                f"{rel}: pièce jointe n° {number} absente de la liste des fichiers de manifest.json"
+            )
+        elif listed[rel] != entry.get("sha256"):
+            announced = entry.get("sha256") or "(aucun)"
+            problems.append(
+                f"{rel}: pièce jointe n° {number} : la liste des pièces annonce le sha256 "
+                f"{announced}, la liste des fichiers {listed[rel]}"
             )
     return problems
+
+
+#: The evidence fields of an attempt, and what each holds.
+EVIDENCE_FIELDS_FR = (
+    ("page_sha256", "page enregistrée"),
+    ("screenshot_sha256", "capture d'écran"),
+    ("capture_sha256", "image pleine page"),
+)
 
 
 def _verify_summary(manifest: dict[str, object], hashes: set[str]) -> list[str]:
     raw = manifest.get("attempt_list")
     if not isinstance(raw, list):
-        return ["manifest.json: attempt_list: missing, the summary cannot be recomputed"]
-    try:
-        attempts = [Attempt.from_manifest(e) for e in raw]
-        opening = manifest.get("opening_hours")
-        summary = summarize(
-            [a for a in attempts if a.role == MAIN], str(opening) if opening else None
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        return [f"manifest.json: attempt_list: unreadable entry ({exc})"]
+        found = "absente" if raw is None else f"qui n'est pas une liste ({_json_kind(raw)})"
+        return [
+            f"manifest.json: attempt_list: liste des tentatives {found} ; les chiffres du "
+            "résumé ne peuvent pas être recalculés"
+        ]
+    # An entry or opening hours that cannot be read: said, and the figures are not
+    # recomputed (they could only disagree for that reason).
+    not_recomputed = " (chiffres du résumé non recalculés)"
     problems = []
+    attempts: list[tuple[int, Attempt]] = []
+    for index, entry in enumerate(raw):
+        try:
+            attempts.append((index, Attempt.from_manifest(entry)))
+        except ValueError as exc:
+            problems.append(f"manifest.json: attempt_list[{index}]: {exc}{not_recomputed}")
+    opening = manifest.get("opening_hours")
+    if opening:
+        try:
+            parse_opening_hours(str(opening))
+        except ValueError as exc:
+            problems.append(
+                f"manifest.json: opening_hours: {opening_hours_problem(exc)}{not_recomputed}"
+            )
+    if problems:
+        return problems
+    summary = summarize(
+        [a for _, a in attempts if a.role == MAIN], str(opening) if opening else None
+    )
     for name, value in _summary_figures(summary).items():
         if name not in manifest:
-            problems.append(f"manifest.json: {name} is missing (chiffre absent)")
+            problems.append(
+                f"manifest.json: {name}: chiffre absent (la liste des tentatives donne "
+                f"{_json(value)})"
+            )
         elif manifest.get(name) != value:
             problems.append(
-                f"manifest.json: {name} is {manifest.get(name)!r} but the attempt list gives "
-                f"{value!r}"
+                f"manifest.json: {name}: le manifeste indique {_json(manifest.get(name))}, "
+                f"la liste des tentatives donne {_json(value)}"
             )
-    for a in attempts:
-        for sha in (a.page_sha256, a.screenshot_sha256, a.capture_sha256):
+    for index, a in attempts:
+        for key, what in EVIDENCE_FIELDS_FR:
+            sha = getattr(a, key)
             if sha and sha not in hashes:
                 problems.append(
-                    f"attempt of {a.started_at.isoformat()}: evidence {sha} is not in the dossier"
+                    f"manifest.json: attempt_list[{index}].{key}: {what} {sha} de la "
+                    f"tentative du {long_time(a.started_at)} absente de la liste des "
+                    "fichiers du dossier"
                 )
     return problems

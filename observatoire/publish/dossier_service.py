@@ -11,6 +11,7 @@ can do the same without a shell.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -42,7 +43,8 @@ def _count(manifest: dict[str, object], key: str) -> int:
     """An integer figure of a manifest this build has just written."""
     value = manifest.get(key)
     if not isinstance(value, int):
-        raise DossierError(f"{MANIFEST}: {key} should be a count, not {value!r}")
+        found = json.dumps(value, ensure_ascii=False)
+        raise DossierError(f"{MANIFEST}: {key}: un nombre était attendu, pas {found}")
     return value
 
 
@@ -50,7 +52,8 @@ def _items(manifest: dict[str, object], key: str) -> list[object]:
     """A list of a manifest this build has just written."""
     value = manifest.get(key)
     if not isinstance(value, list):
-        raise DossierError(f"{MANIFEST}: {key} should be a list, not {value!r}")
+        found = json.dumps(value, ensure_ascii=False)
+        raise DossierError(f"{MANIFEST}: {key}: une liste était attendue, pas {found}")
     return value
 
 
@@ -135,14 +138,15 @@ class Verification:
         return not self.problems
 
     def verdict(self) -> str:
-        """The sentence after the problems, or the confirmation of an intact dossier."""
+        """The sentence after the problems, or the confirmation of an intact dossier,
+        in French: a clerk or a lawyer reads it."""
         if self.problems:
             return (
-                f"{plural(len(self.problems), 'problème')} : le dossier a été modifié depuis "
-                "son établissement (dossier altered)"
+                f"{self.folder}: {plural(len(self.problems), 'problème')} ; le dossier a été "
+                "modifié depuis son établissement : il ne correspond plus à son manifeste"
             )
         return (
-            f"{self.folder} : chaque fichier correspond à manifest.json "
+            f"{self.folder}: dossier intact ; chaque fichier correspond à manifest.json "
             f"(empreinte sha256 de manifest.json : {self.manifest_sha256})"
         )
 
