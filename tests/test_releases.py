@@ -15,7 +15,7 @@ import yaml
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from observatoire.clock import PARIS, VirtualClock
+from observatoire.clock import PARIS
 from observatoire.config import FollowupConfig, Target, load_config
 from observatoire.db import make_engine
 from observatoire.db.migrate import upgrade
@@ -36,86 +36,14 @@ from observatoire.record.releases import (
     survivals,
 )
 from observatoire.record.store import ProbeRecord, save_probe, sync_targets
-from observatoire.robot.followup import FollowupPlanner, drive_month
-from observatoire.simulator import start_simulator
+from observatoire.release_month import MONTH_START, WEEKLY, run_month, targets_file
+from observatoire.robot.followup import FollowupPlanner
 from observatoire.simulator.availability import batches_between, slot_state
-from observatoire.simulator.scenario import Profile, Scenario
+from observatoire.simulator.scenario import Profile
 
 from .factories import probe_record
 
 UA = "observatoire-test/1.0 (+https://example.org/contact)"
-MONTH_START = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)  # a Monday
-HOST = "www.val-doise.gouv.fr"
-WEEKLY = {
-    "open_probability": 0.0,
-    "releases": [
-        # Tuesdays 12:00 and Fridays 09:30; each slot is gone within 150 min at most,
-        # sooner when one of two other bots gets there (20 to 150 min).
-        {
-            "weekday": 1,
-            "time": "12:00",
-            "minutes": 150,
-            "lead_days": [14, 14],
-            "slots": [3, 8],
-            "demand": {"bots": 2, "reaction_minutes": [20, 150]},
-        },
-        {
-            "weekday": 4,
-            "time": "09:30",
-            "minutes": 150,
-            "lead_days": [14, 14],
-            "slots": [3, 8],
-            "demand": {"bots": 2, "reaction_minutes": [20, 150]},
-        },
-    ],
-}
-
-
-def _scenario() -> Scenario:
-    return Scenario.model_validate(
-        {
-            "seed": 17,
-            "anchor": MONTH_START,
-            "profiles": {"weekly": WEEKLY},
-            "legacy_sites": [
-                {
-                    "host": HOST,
-                    "prefecture": "Préfecture du Val-d'Oise",
-                    "forms": [
-                        {
-                            "id": 11404,
-                            "title": "Renouvellement",
-                            "plannings": [{"id": 11405, "label": "Cergy", "profile": "weekly"}],
-                        }
-                    ],
-                }
-            ],
-        }
-    )
-
-
-def _config(tmp_path: Path, base: str, followup: object) -> Path:
-    target: dict[str, object] = {
-        "id": "95-renouvellement-11404",
-        "procedure": "renouvellement",
-        "label": "Renouvellement - Cergy",
-        "platform": "legacy_booking",
-        "url": f"{base}/{HOST}/booking/create/11404",
-        "options": {"planning": 11405, "calendar_days": 7},
-        "interval_minutes": 120,
-    }
-    if followup is not None:
-        target["followup"] = followup
-    doc = {
-        "version": 1,
-        "procedures": {"renouvellement": "Renouvellement d'un titre de séjour"},
-        "departments": [
-            {"code": "95", "name": "Val-d'Oise", "prefecture": "Cergy", "targets": [target]}
-        ],
-    }
-    path = tmp_path / "targets.yaml"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True), "utf-8")
-    return path
 
 
 # -- the simulator's batches -----------------------------------------------------------
@@ -221,7 +149,7 @@ def _record(tid: str, at: datetime, result: ProbeResult, followup: bool = False)
 def test_releases_table_from_banners_and_inference(db_url: str, tmp_path: Path) -> None:
     upgrade(db_url)
     engine = make_engine(db_url)
-    config = load_config(_config(tmp_path, "http://127.0.0.1:9", None))
+    config = load_config(targets_file(tmp_path, "http://127.0.0.1:9", 120, None))
     (target,) = config.targets
     banner = Target(**{**target.__dict__, "id": "95-banner", "platform": "rdv_prefecture"})
     sync_targets(engine, [target, banner], MONTH_START)
@@ -272,7 +200,7 @@ def test_releases_table_from_banners_and_inference(db_url: str, tmp_path: Path) 
 
 # -- follow-up bounds ------------------------------------------------------------------
 def test_followup_planner_is_bounded(tmp_path: Path) -> None:
-    config = load_config(_config(tmp_path, "http://127.0.0.1:9", True))
+    config = load_config(targets_file(tmp_path, "http://127.0.0.1:9", 120, True))
     (target,) = config.targets
     assert target.followup == FollowupConfig()
     twin = Target(**{**target.__dict__, "id": "95-twin"})  # same host
@@ -304,7 +232,7 @@ def test_followup_planner_is_bounded(tmp_path: Path) -> None:
 
 
 def test_followup_refused_on_captcha_first_targets(tmp_path: Path) -> None:
-    path = _config(tmp_path, "http://127.0.0.1:9", True)
+    path = targets_file(tmp_path, "http://127.0.0.1:9", 120, True)
     doc = yaml.safe_load(path.read_text("utf-8"))
     target = doc["departments"][0]["targets"][0]
     target["platform"] = "rdv_prefecture"
@@ -316,32 +244,17 @@ def test_followup_refused_on_captcha_first_targets(tmp_path: Path) -> None:
 
 
 # -- done when: a simulated month --------------------------------------------------------
-def _month(tmp_path: Path, engine: Engine, followup: object) -> tuple[list[Survival], dict]:
-    clock = VirtualClock(MONTH_START)
-    end = MONTH_START + timedelta(days=28)
-    with start_simulator(_scenario(), clock) as sim:
-        config = load_config(_config(tmp_path, sim.base_url, followup))
-        sync_targets(engine, config.targets, MONTH_START)
-        drive_month(
-            config.targets,
-            start=MONTH_START,
-            end=end,
-            clock=clock,
-            engine=engine,
-            evidence=EvidenceStore(tmp_path / "evidence"),
-            user_agent=UA,
-        )
-        truth = sim.state.release_truth(MONTH_START, end)
-        conduct = sim.state.conduct.report()
-    return survivals(engine, end), {"truth": truth, "conduct": conduct}
-
-
 def test_simulated_month_survival_contains_truth(sqlite_url: str, tmp_path: Path) -> None:
     upgrade(sqlite_url)
     engine = make_engine(sqlite_url)
-    measured, extra = _month(tmp_path, engine, {"every_minutes": 10, "for_minutes": 60})
-    truth = extra["truth"]
-    conduct = extra["conduct"]
+    run = run_month(
+        tmp_path,
+        engine,
+        interval_minutes=120,
+        followup={"every_minutes": 10, "for_minutes": 60},
+        user_agent=UA,
+    )
+    measured, truth, conduct = run.measured, run.truth, run.conduct
     assert conduct["violations"] == []
     assert max(conduct["max_in_flight"].values()) == 1
     assert len(truth) == 8
@@ -349,9 +262,9 @@ def test_simulated_month_survival_contains_truth(sqlite_url: str, tmp_path: Path
     assert len(observed) >= 3, measured  # hourly looks catch some batches
     for s in observed:
         # The batch this release stands for: published within its uncertainty.
-        earliest = s.published_at - timedelta(seconds=s.uncertainty_seconds or 0)
-        (batch,) = [b for b in truth if earliest <= b.published_at <= s.published_at]
+        (batch,) = run.batch_of(s)
         assert s.contains(batch.survival_seconds), (s, batch.truth())
+    assert run.contained()
     # Follow-ups made the intervals shorter than the regular interval (2 h), most of
     # them to the follow-up step (10 min), plus the inference's own uncertainty.
     bounded = [s for s in observed if s.high is not None]
@@ -447,7 +360,7 @@ def test_restart_inside_a_window_resumes_its_follow_ups_within_the_budget(
     both windows at their instants, and stops where the host's budget, partly spent
     before the kill, is used up. Before: a restart forgot every window (nothing ran), and
     a planner that kept the windows but not the budget would have run 8 more."""
-    config = load_config(_config(tmp_path, "http://127.0.0.1:9", {"per_host_hour": 8}))
+    config = load_config(targets_file(tmp_path, "http://127.0.0.1:9", 120, {"per_host_hour": 8}))
     (target,) = config.targets
     twin = Target(**{**target.__dict__, "id": "95-twin"})  # same host, same budget
     other = Target(
@@ -501,7 +414,7 @@ def test_an_interrupted_follow_up_stays_a_follow_up(engine: Engine, tmp_path: Pa
     from observatoire.db.models import ProbeDay
     from observatoire.record.store import recover_interrupted, start_attempt
 
-    config = load_config(_config(tmp_path, "http://127.0.0.1:9", {"per_host_hour": 1}))
+    config = load_config(targets_file(tmp_path, "http://127.0.0.1:9", 120, {"per_host_hour": 1}))
     (target,) = config.targets
     sync_targets(engine, [target], MONTH_START)
     t0 = MONTH_START + timedelta(hours=10)
