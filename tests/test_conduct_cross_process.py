@@ -399,6 +399,36 @@ async def test_retry_after_seen_by_one_process_holds_the_other(
     assert recorder.gaps[0] >= 1.0 - SLACK
 
 
+@pytest.mark.parametrize(
+    ("skew_a", "skew_b"),
+    [(-0.7, 0.0), (0.0, 0.7)],
+    ids=["first-clock-behind", "second-clock-ahead"],
+)
+async def test_clocks_that_disagree_keep_the_pause(
+    gate_engine: Any, counting_servers: list[tuple[int, Recorder]], skew_a: float, skew_b: float
+) -> None:
+    """Two machines on one database whose clocks differ by 0.7 s: the pause one writes
+    (Retry-After: 1) still holds the other for a whole second. Without the clock margin
+    the second request went out 0.3 s after the 429."""
+    port, recorder = counting_servers[0]
+
+    def clock(skew: float) -> Any:
+        return lambda: datetime.now(UTC) + timedelta(seconds=skew)
+
+    a = PolitePolicy(UA, 0.0, 5.0, engine=gate_engine, wall_clock=clock(skew_a))
+    b = PolitePolicy(UA, 0.0, 5.0, engine=gate_engine, wall_clock=clock(skew_b))
+    try:
+        await _get_many(a, [f"http://127.0.0.1:{port}/retry"])  # 429, Retry-After: 1
+        await _get_many(b, [f"http://localhost:{port}/ok"])
+    finally:
+        await a.aclose()
+        await b.aclose()
+    assert [p for _, _, p in recorder.starts] == ["/retry", "/ok"]
+    assert recorder.gaps[0] >= 1.0 - SLACK, recorder.gaps
+    skewed = a if skew_a else b
+    assert 0.69 <= skewed.clock_margin < 0.9
+
+
 DEAD_HOLDER = """
 import asyncio, os, sys
 from observatoire.db import make_engine

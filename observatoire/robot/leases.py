@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -254,6 +254,31 @@ def extend_host(engine: Engine, host: str, holder: str, until: datetime) -> None
     """Renew a hold while its request is still running."""
     with _gate_transaction(engine) as conn:
         conn.execute(_EXTEND, {"host": host, "holder": holder, "until": until})
+
+
+def clock_margin(engine: Engine, wall_clock: Callable[[], datetime]) -> float:
+    """Seconds by which this process's wall clock may differ from the database's: the
+    measured offset plus half the round trip.
+
+    Host gates are written and compared in wall-clock time by every robot process on
+    the database. Two machines whose clocks disagree by s seconds would shorten the
+    minimum delay between them by s. Each process therefore measures its own offset
+    against the one clock they share (the PostgreSQL server's; on SQLite, the machine's
+    own, the only one its processes can have) and pads its gate times by it: every
+    time it writes lies later, every "now" it compares with lies earlier, so the delay
+    holds whatever the clocks, at the price of waiting a little longer."""
+    if engine.dialect.name == "postgresql":
+        query = text("SELECT clock_timestamp()")
+    else:
+        query = text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")
+    with engine.connect() as conn:
+        before = wall_clock()
+        value = conn.execute(query).scalar_one()
+        after = wall_clock()
+    if isinstance(value, str):  # SQLite: naive UTC text
+        value = datetime.fromisoformat(value).replace(tzinfo=UTC)
+    middle = before + (after - before) / 2
+    return abs((value - middle).total_seconds()) + (after - before).total_seconds() / 2
 
 
 def host_gate(engine: Engine, host: str) -> GateState | None:

@@ -23,7 +23,7 @@ import random
 import secrets
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -59,6 +59,11 @@ POLL_SECONDS = (0.02, 0.1)
 #: hold would expire.
 LINGER_SECONDS = 0.2
 LINGER_MARGIN_SECONDS = 1.0
+#: How often a process measures its clock against the database's again.
+CLOCK_CHECK_SECONDS = 600.0
+#: A clock this far off the database's is said in the log (the robot still keeps its
+#: delays, by waiting longer).
+CLOCK_WARN_SECONDS = 1.0
 
 
 def _split_netloc(netloc: str) -> tuple[str, int | None]:
@@ -275,6 +280,7 @@ class PolitePolicy:
         *,
         engine: Engine | None = None,
         lease_margin: float = 5.0,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.user_agent = user_agent
         self.min_delay = min_delay
@@ -297,6 +303,12 @@ class PolitePolicy:
         self.lease = timedelta(seconds=self.read_timeout + lease_margin)
         self._background: set[asyncio.Future[Any]] = set()
         self._executor: ThreadPoolExecutor | None = None
+        #: This machine's clock (a parameter so that tests can set it wrong).
+        self.wall_clock = wall_clock
+        #: Seconds this clock may be off the database's (leases.clock_margin), padded
+        #: into every gate time; measured at the first take, then every CLOCK_CHECK.
+        self.clock_margin = 0.0
+        self._margin_measured_at: float | None = None
 
     @property
     def read_timeout(self) -> float:
@@ -390,8 +402,7 @@ class PolitePolicy:
             gate.db_until = 0.0
             await self._take(key, gate)
         elif remaining < self.read_timeout + LINGER_MARGIN_SECONDS:
-            until = datetime.now(UTC) + self.lease
-            await self._db(extend_host, self.engine, key, self.holder, until)
+            await self._db(extend_host, self.engine, key, self.holder, self._hold_until())
         else:
             return
         gate.db_until = time.monotonic() + self.lease.total_seconds()
@@ -428,7 +439,7 @@ class PolitePolicy:
         started = time.monotonic()
         while True:
             state = await self._db(self._take_now, key)
-            now = datetime.now(UTC)
+            now = self.wall_clock() - timedelta(seconds=self.clock_margin)
             if state.taken:
                 gate.waited_for_others += time.monotonic() - started
                 return
@@ -447,11 +458,37 @@ class PolitePolicy:
             await asyncio.sleep(pause)
 
     def _take_now(self, key: str) -> Any:
-        """take_host with the time read when the statement runs, not when it was queued."""
+        """take_host with the time read when the statement runs, not when it was queued,
+        moved back by the clock margin (and the hold lengthened by it on both sides)."""
         from observatoire.robot.leases import take_host
 
         assert self.engine is not None
-        return take_host(self.engine, key, self.holder, datetime.now(UTC), self.lease)
+        margin = timedelta(seconds=self._measured_margin())
+        now = self.wall_clock() - margin
+        return take_host(self.engine, key, self.holder, now, self.lease + 2 * margin)
+
+    def _measured_margin(self) -> float:
+        """The clock margin, measured again when older than CLOCK_CHECK_SECONDS (clocks
+        drift); runs on the gate threads, like the statements that use it."""
+        from observatoire.robot.leases import clock_margin
+
+        assert self.engine is not None
+        measured = self._margin_measured_at
+        if measured is None or time.monotonic() - measured > CLOCK_CHECK_SECONDS:
+            self.clock_margin = clock_margin(self.engine, self.wall_clock)
+            self._margin_measured_at = time.monotonic()
+            if self.clock_margin > CLOCK_WARN_SECONDS:
+                log.warning(
+                    "this machine's clock differs from the database's by up to %.1f s: "
+                    "every request now waits that much longer; synchronise the clocks "
+                    "(NTP, systemd-timesyncd)",
+                    self.clock_margin,
+                )
+        return self.clock_margin
+
+    def _hold_until(self) -> datetime:
+        """When a hold taken or renewed now runs out, as written in the database."""
+        return self.wall_clock() + self.lease + timedelta(seconds=self.clock_margin)
 
     def _keep_alive(self, key: str, gate: HostGate) -> _Renewal:
         """Renew the database hold while a long request is still running, so a slow but
@@ -459,14 +496,16 @@ class PolitePolicy:
         from observatoire.robot.leases import extend_host
 
         def renew() -> None:
-            until = datetime.now(UTC) + self.lease
             gate.db_until = time.monotonic() + self.lease.total_seconds()
-            self._spawn(self._db(extend_host, self.engine, key, self.holder, until))
+            self._spawn(self._db(extend_host, self.engine, key, self.holder, self._hold_until()))
 
         return _Renewal(self.lease.total_seconds() / 3, renew)
 
     def _wall(self, monotonic_at: float) -> datetime:
-        return datetime.now(UTC) + timedelta(seconds=monotonic_at - time.monotonic())
+        """A monotonic instant as a wall-clock time to write in a gate, moved later by
+        the clock margin (see leases.clock_margin)."""
+        ahead = monotonic_at - time.monotonic() + self.clock_margin
+        return self.wall_clock() + timedelta(seconds=ahead)
 
     async def _release(self, key: str, gate: HostGate) -> None:
         from observatoire.robot.leases import release_host
