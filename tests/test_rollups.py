@@ -57,17 +57,9 @@ async def test_incremental_rollups_equal_a_rebuild(
             )
     finally:
         await policy.aclose()
-    incremental = snapshot(engine)
     before = monthly_stats(engine, "target")
+    incremental = live_equals_rebuild(engine)
     assert len(incremental["episodes"]) > 0 and len(incremental["leads"]) > 0
-    rebuild(engine)
-    rebuilt = snapshot(engine)
-    for name in incremental:
-        pd.testing.assert_frame_equal(
-            incremental[name].reset_index(drop=True),
-            rebuilt[name].reset_index(drop=True),
-            check_dtype=False,
-        )
     pd.testing.assert_frame_equal(before, monthly_stats(engine, "target"))
 
 
@@ -76,8 +68,8 @@ def test_rebuild_gives_the_live_rollups_with_follow_ups_and_private_captures(
     engine: Engine, tmp_path: Path
 ) -> None:
     mixed_probes(engine, EvidenceStore(tmp_path / "ev"))
-    live = snapshot(engine)
     live_stats = monthly_stats(engine, "target")
+    live = snapshot(engine)
     # What the rollups hold: no follow-up, no private capture.
     days = live["days"].set_index(["target_id", "day"])
     assert ("92-a", "2026-03-11") not in days.index  # only the private capture that day
@@ -87,14 +79,7 @@ def test_rebuild_gives_the_live_rollups_with_follow_ups_and_private_captures(
     assert days["available"].sum() == 2 * 3 + 1  # robot slots (3 per target), volunteer
     outcomes = [o.value for o in Outcome]
     assert days[outcomes].sum().sum() == 2 * 10 + 2  # regular probes, counted captures
-    rebuild(engine)
-    rebuilt = snapshot(engine)
-    for name in live:
-        pd.testing.assert_frame_equal(
-            live[name].reset_index(drop=True),
-            rebuilt[name].reset_index(drop=True),
-            check_dtype=False,
-        )
+    live_equals_rebuild(engine)
     pd.testing.assert_frame_equal(live_stats, monthly_stats(engine, "target"))
 
 
