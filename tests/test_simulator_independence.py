@@ -20,8 +20,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "observatoire"
 ADAPTERS = PACKAGE / "adapters"
 SIMULATOR = PACKAGE / "simulator"
-#: Modules outside the simulator allowed to import it: only the demo starts it.
-MAY_IMPORT_SIMULATOR = {"demo.py"}
+#: Modules outside the simulator allowed to import it: the demo and the simulated release
+#: month (the release test and benchmark) start it; the robot never does.
+MAY_IMPORT_SIMULATOR = {"demo.py", "release_month.py"}
 MIN_LENGTH = 20
 REFERENCE = PACKAGE.parents[1] / "shared" / "reference" / "platforms.md"
 #: The platforms' own words (platforms.md), which the simulator must show and the
