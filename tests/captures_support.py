@@ -72,6 +72,8 @@ async def walk_to_slots(page: Page, simulator: RunningSimulator, demarche_id: in
     """As a person: the landing page, "Prendre un rendez-vous", the security code, "Suivant"."""
     await page.goto(f"{simulator.base_url}/{RDV}/{demarche_id}/")
     await page.click("text=Prendre un rendez-vous")
+    # The image arrives once the page's script has had the captcha service's answer.
+    await page.wait_for_selector(".captcha img[src^='data:image/png']")
     await page.fill("#captchaFormulaireExtInput", await hook_answer(simulator))
     await page.click("button:has-text('Suivant')")
     await page.wait_for_url("**/creneau/")

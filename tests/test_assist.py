@@ -350,9 +350,9 @@ async def test_static_assets_are_fetched_once_per_process(
         assert observation.state is State.RECORDED
         made.append(observation.requests_made)
         clock.advance(timedelta(hours=5))
-    # landing, conditions (its 2025 captcha image is inline), answer, slot page; + app.js
-    # and dsfr.css once.
-    assert made == [6, 4]
+    # landing, conditions, the captcha the page's script asks the captcha service for,
+    # answer, slot page; + app.js and dsfr.css once.
+    assert made == [7, 5]
     assert assist.app.services.browser.assets.hits >= 8
     assert simulator.state.conduct.report()["violations"] == []
 
@@ -397,8 +397,9 @@ async def test_older_captcha_widget_image_and_audio(
     assert await page.inner_text("h2") == "Observation enregistrée"
     truth = [r for r in simulator.state.truth_records() if "/creneau" in r.path][-1]
     check_against_truth(probes(assist.engine)[-1], truth)
-    # The page's script fetched the image, then (on the button) the sound: nothing else.
-    assert simulator.state.rdvpref.api_calls == ["image", "sound"]
+    # The page's script fetched the widget's markup and the image, then (on the button)
+    # the sound: nothing else.
+    assert simulator.state.rdvpref.api_calls == ["html", "image", "sound"]
     assert simulator.state.conduct.report()["violations"] == []
     await page.context.close()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import json
 import re
 import struct
 from collections.abc import Iterator
@@ -86,15 +87,30 @@ def base(host: str, demarche: int) -> str:
     return f"/{host}/rdvpref/reservation/demarche/{demarche}"
 
 
-def captcha_id(page: str) -> str:
-    match = re.search(r'name="captchaId" value="([\w-]+)"', page)
+def widget(page: str) -> tuple[str, str]:
+    """The captcha widget's service endpoint and bearer token, as the page carries them."""
+    match = re.search(r'<rdv-captchetat endpoint-url="([^"]+)" [^>]*token="([^"]+)"', page)
     assert match, page
+    return match.group(1), match.group(2)
+
+
+def new_captcha(client: httpx.Client, page: str) -> str:
+    """What the page's script does as it loads: ask the captcha service (its own host)
+    for a captcha, with the page's token; the id it answers goes in `captchaId`."""
+    endpoint, token = widget(page)
+    bearer = {"Authorization": f"Bearer {token}"}
+    if "/captchetat/v2/" in endpoint:
+        got = client.get(endpoint, params={"get": "image", "c": "captchaFR"}, headers=bearer)
+        return str(got.json()["uuid"])
+    markup = client.get(endpoint, params={"get": "html", "c": "captchaFR"}, headers=bearer).text
+    match = re.search(r'id="BDC_VCID_captchaFR" value="([\w-]+)"', markup)
+    assert match, markup
     return match.group(1)
 
 
 def pass_captcha(sim: RunningSimulator, client: httpx.Client, host: str, demarche: int) -> str:
     cgu = client.get(f"{base(host, demarche)}/cgu/").text
-    ident = captcha_id(cgu)
+    ident = new_captcha(client, cgu)
     answer = client.get(f"/_sim/captcha/{ident}").json()["answer"]
     response = client.post(
         f"{base(host, demarche)}/_validerCaptcha",
@@ -179,24 +195,35 @@ def test_state_markup_follows_the_reference(sim: RunningSimulator) -> None:
         last = pass_captcha(sim, client, "lastweek.test", 300)
         client.cookies.clear()
         nocal = pass_captcha(sim, client, "nocal.test", 300)
-    assert re.search(r'<h3 class="celulleHeader">mardi<br>03/03</h3>', desktop)
     assert re.search(
-        r'<li class="row cellule justify-center radio-card">.*?<input type="radio" '
-        r'name="trhId" id="trhId_(\d+)" data-value="\1".*?<label class="fr-label" '
-        r'for="trhId_\1">\d\dh\d\d</label>',
+        r'<h3 class="celulleHeader text-bold text-center">mardi<br>03/03</h3>', desktop
+    )
+    assert re.search(
+        r'<li class="row cellule justify-center radio-card"><input type="radio" '
+        r'name="trhId" id="trhId_(\d+)" data-value="\1"><label class="fr-label" '
+        r'for="trhId_\1">\d\dh\d\d</label></li>',
         desktop,
     )
+    # Today (Monday) has no slot: its column is its header and an empty list.
+    assert '<h3 class="celulleHeader text-bold text-center">lundi<br>02/03</h3><ul></ul>' in desktop
     # Phone: "lundi 02/03" (today, no slot from tomorrow on) says so while others offer.
     assert '<div class="q-item__label">lundi 02/03</div>' in phone
-    assert "Aucun créneau disponible</p>" in phone and 'id="trhId_' in phone
+    assert "<div>Aucun créneau disponible</div>" in phone and 'id="trhId_' in phone
     assert "Voir plus de créneaux" in rows and "Voir plus de créneaux" not in desktop
     # `nombreDeLigne` = 1: one slot row per day column, the rest behind the button.
     assert max(c.count('name="trhId"') for c in rows.split("blocCreneauSelection")[1:]) == 1
-    assert "Aucun créneau disponible sur cette semaine" in later
+    # A displayed week without slots still draws its six columns on a desktop.
+    assert later.count('class="celulleHeader') == 6 and 'name="trhId"' not in later
+    assert '<div class="text-center q-pa-md">Aucun créneau disponible sur cette semaine' in later
     assert re.search(r"Prochaine disponibilité le \d\d/\d\d/2026", later)
-    assert "Aucun créneau disponible à partir de cette date.</p>" in last
-    assert '<div class="text-center q-pa-md">' in last and "réessayer ultérieurement." in last
+    # The last reachable week: both sentences in one element, a line break between.
+    assert (
+        '<div class="text-center q-pa-md">Aucun créneau disponible à partir de cette date.'
+        "<br>Veuillez réessayer ultérieurement.</div>"
+    ) in last
+    assert last.count('class="celulleHeader') == 6
     assert "Aucun créneau" not in nocal and "Veuillez réessayer ultérieurement." in nocal
+    assert 'class="celulleHeader' not in nocal  # the calendar is not displayed
 
 
 def test_release_banners_are_served_and_read(sim: RunningSimulator) -> None:
@@ -204,8 +231,8 @@ def test_release_banners_are_served_and_read(sim: RunningSimulator) -> None:
         page = pass_captcha(sim, client, "banners.test", 400)
     assert re.search(
         r'<span class="fr-text--italic fr-text--bold">Dernière mise en ligne de rendez-vous : '
-        r"le 02/03/2026 à 09:00</span> <span class=\"fr-text--italic\">pour des créneaux de "
-        r"la semaine du 16/03/2026</span>",
+        r"le 02/03/2026 à 09:00</span><br><span class=\"fr-text--italic\">pour des créneaux "
+        r"de la semaine du 16/03/2026</span>",
         page,
     )
     result = RdvPrefectureAdapter().classify(page.encode())
@@ -223,6 +250,46 @@ def test_banners_of_the_fixture_are_stored_as_utc() -> None:
     assert result.release_next_at == datetime(2026, 5, 11, 9, 58, tzinfo=UTC)
     assert result.release_next_week == date(2026, 5, 25)
     assert result.outcome is Outcome.NO_SLOT
+    # The same banners as the front-end script writes them (a <br> between the lines).
+    shaped = RdvPrefectureAdapter().classify((FIXTURES / "last_week_one_element.html").read_bytes())
+    assert (shaped.release_last_at, shaped.release_last_week) == (
+        datetime(2026, 5, 4, 9, 58, tzinfo=UTC),
+        date(2026, 5, 18),
+    )
+    assert shaped.release_next_at == datetime(2026, 5, 11, 9, 58, tzinfo=UTC)
+
+
+def test_the_week_opens_on_its_monday(sim: RunningSimulator, clock: VirtualClock) -> None:
+    """`premierJour` is the week's Monday; on a Wednesday, Monday and Tuesday are empty
+    columns and `dateMin` is today."""
+    clock.set(T0 + timedelta(days=2))  # Wednesday 4 March 2026
+    with httpx.Client(base_url=sim.base_url) as client:
+        page = pass_captcha(sim, client, "desktop.test", 100)
+    critere = read_critere(page)
+    assert critere is not None
+    assert (critere["premierJour"], critere["dateMin"]) == ("02/03/2026", "04/03/2026")
+    columns = page.split('class="column col items-center blocCreneauSelection"')[1:]
+    assert len(columns) == 6 and ">lundi<br>02/03<" in columns[0]
+    assert all("<ul></ul>" in c for c in columns[:3])  # slots start tomorrow
+    result = RdvPrefectureAdapter().classify(page.encode())
+    check(result.outcome.value, result, slot_truth(sim))
+
+
+def test_page_data_is_vertigo_uis_data_element(sim: RunningSimulator) -> None:
+    """Every page carries its data where Vertigo-UI writes it: raw JSON in
+    `<script id="vui-init-data" type="application/json">`, `vueData` first."""
+    with httpx.Client(base_url=sim.base_url) as client:
+        landing = client.get(f"{base('desktop.test', 100)}/").text
+        page = pass_captcha(sim, client, "desktop.test", 100)
+    for text in (landing, page):
+        match = re.search(
+            r'<script id="vui-init-data" type="application/json">(.*?)</script>', text, re.S
+        )
+        assert match, text
+        data = json.loads(match.group(1))
+        assert set(data) >= {"vueData", "componentStates", "uiMessageStack"}
+    assert set(data["vueData"]["critere"]) >= {"premierJour", "dateMin", "dateMax"}
+    assert "VertigoUi.pageData" not in page and "var vueData" not in page
 
 
 def test_slot_page_is_reloadable_until_the_session_ends(
@@ -263,23 +330,35 @@ def test_captcha_widgets_and_service(sim: RunningSimulator) -> None:
         assert 'title="Énoncer le code du captcha"' in cgu
         assert 'title="Générer un nouveau captcha"' in cgu
         assert re.search(r'formaction="[^"]+/_validerCaptcha"', cgu)
-        image = re.search(r'<div class="captcha[^"]*">.*?src="data:image/png;base64,([^"]+)"', cgu)
-        assert image
-        png = base64.b64decode(image.group(1))
+        # The service is not the site's: PISTE's host, called with the page's token. The
+        # page holds neither the image nor the captcha's id until its script asks.
+        endpoint, token = widget(cgu)
+        assert endpoint == "/api.piste.gouv.fr/piste/captchetat/v2/simple-captcha-endpoint"
+        assert "data:image/png" not in cgu
+        assert '<input type="hidden" name="captchaId" value="">' in cgu
+        image = {"get": "image", "c": "captchaFR"}
+        assert client.get(endpoint, params=image).status_code == 401
+        bearer = {"Authorization": f"Bearer {token}", "Origin": "https://site.test"}
+        fresh = client.get(endpoint, params=image, headers=bearer)
+        assert fresh.headers["access-control-allow-origin"] == "https://site.test"
+        assert set(fresh.json()) == {"imageb64", "uuid"}
+        data_url = fresh.json()["imageb64"]
+        assert data_url.startswith("data:image/png;base64,")
+        png = base64.b64decode(data_url.split(",", 1)[1])
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
         assert struct.unpack(">II", png[16:24]) == (200, 70)
-        ident = captcha_id(cgu)
+        ident = fresh.json()["uuid"]
         assert sim.state.rdvpref.answer(ident) not in cgu
-        api = "/desktop.test/rdvpref/api/captcha/simple-captcha-endpoint"
-        sound = client.get(api, params={"get": "sound", "c": "captchaFR", "t": ident})
+        sound = client.get(
+            endpoint, params={"get": "sound", "c": "captchaFR", "t": ident}, headers=bearer
+        )
         assert sound.headers["content-type"] == "audio/x-wav" and sound.content[:4] == b"RIFF"
-        fresh = client.get(api, params={"get": "image", "c": "captchaFR"}).json()
-        assert set(fresh) == {"imageb64", "uuid"} and fresh["uuid"] != ident
-        assert base64.b64decode(fresh["imageb64"])[:4] == b"\x89PNG"
-        # The old id is no longer the session's captcha: the new one is.
+        unknown = {"get": "sound", "c": "captchaFR", "t": "nope"}
+        assert client.get(endpoint, params=unknown, headers=bearer).status_code == 404
+        # A wrong answer: the captcha is spent, the page says so and asks again.
         wrong = client.post(
             f"{base('desktop.test', 100)}/_validerCaptcha",
-            data={"captchaId": ident, "captchaUsercode": sim.state.rdvpref.answer(ident)},
+            data={"captchaId": ident, "captchaUsercode": "NOPE"},
         )
         assert wrong.headers["location"].endswith("/cgu/?error=invalidCaptcha")
         shown = client.get(wrong.headers["location"]).text
@@ -287,18 +366,28 @@ def test_captcha_widgets_and_service(sim: RunningSimulator) -> None:
             '<p id="text-input-captcha-desc-error" class="fr-error-text">Le code de sécurité '
             "saisi est incorrect</p>"
         ) in shown
-        # The older widget: blob image and sound link "#", both through the service with
-        # a bearer token.
+        again = client.post(
+            f"{base('desktop.test', 100)}/_validerCaptcha",
+            data={"captchaId": ident, "captchaUsercode": sim.state.rdvpref.answer(ident)},
+        )
+        assert again.headers["location"].endswith("/cgu/?error=invalidCaptcha")
+        # The older widget: BotDetect markup first (it names the captcha), then the image
+        # shown from a blob: URL; its sound link becomes "#"; all with a bearer token.
         client.cookies.clear()
         old = client.get(f"{base('v1.test', 100)}/cgu/").text
-        assert '<img id="captchaFR_CaptchaImage"' in old
-        assert '<a id="captchaFR_SoundLink" href="#"' in old
-        ident = captcha_id(old)
-        api = "/v1.test/rdvpref/api/captcha/simple-captcha-endpoint"
-        assert client.get(api, params={"get": "sound", "t": ident}).status_code == 401
-        bearer = {"Authorization": "Bearer x"}
-        got = client.get(api, params={"get": "image", "t": ident}, headers=bearer)
+        endpoint, token = widget(old)
+        assert endpoint == "/api.piste.gouv.fr/piste/captcha/simple-captcha-endpoint"
+        assert '<div id="BDC_CaptchaComponent"></div>' in old
+        assert "link.href='#'" in old
+        ident = new_captcha(client, old)
+        assert client.get(endpoint, params={"get": "sound", "t": ident}).status_code == 401
+        bearer = {"Authorization": f"Bearer {token}"}
+        got = client.get(endpoint, params={"get": "image", "t": ident}, headers=bearer)
         assert got.headers["content-type"] == "image/png"
+        # Each widget's service knows its own captchas only.
+        v2_endpoint = "/api.piste.gouv.fr/piste/captchetat/v2/simple-captcha-endpoint"
+        other = client.get(v2_endpoint, params={"get": "sound", "t": ident}, headers=bearer)
+        assert other.status_code == 404
     assert sim.state.conduct.report()["violations"] == []
 
 
@@ -321,6 +410,16 @@ def test_slot_page_known_by_url_alone_and_other_demarche() -> None:
 
 
 def test_page_data_read_tolerantly() -> None:
+    element = (
+        '<script id="vui-init-data" type="application/json">{"vueData": {"autre": '
+        '{"x": "}"}, "critere": {"premierJour": "18/05/2026", "datePremiereDispo": null, '
+        '"ageIds": [4, 5]}}}</script>'
+    )
+    assert read_critere(element) == {
+        "premierJour": "18/05/2026",
+        "datePremiereDispo": "",
+        "ageIds": "[4, 5]",
+    }
     assert read_critere('x = {"critere" : {"premierJour":"18/05/2026","datePremiereDispo":""}}')
     escaped = 'data-page="{&quot;critere&quot;:{&quot;premierJour&quot;:&quot;18/05/2026&quot;}}"'
     assert read_critere(escaped) == {"premierJour": "18/05/2026"}

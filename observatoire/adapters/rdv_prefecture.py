@@ -2,18 +2,24 @@
 
 Built from the platform's real pages (the project's platform notes §2, verified 2026):
 server-rendered Vertigo pages with Vue 3 / Quasar components over them, DSFR styling,
-page data inlined as JSON. The State's captcha (CaptchEtat) stands before the slot page.
+page data inlined as JSON (`<script id="vui-init-data" type="application/json">`, as
+Vertigo-UI writes it). The State's captcha (CaptchEtat) stands before the slot page; it
+is served by its own host (PISTE's API), which the page's script calls with a bearer
+token the page carries: the image and its id arrive after the page has loaded.
 The robot never solves it and never buys an answer: `observatoire assist` shows the
 captcha, taken from the robot's own browser, to a volunteer, and this module does the
 rest in steps:
 
 1. `open_captcha`: the procedure's page, the link button "Prendre un rendez-vous", then
-   the conditions page (`…/cgu/`) with the captcha. The image comes from the 2025 widget
+   the conditions page (`…/cgu/`) with the captcha, once the page's script has put the
+   image in. The image comes from the 2025 widget
    (`.captcha img[src^="data:image/png;base64"]`, decoded as is) or from the older one
-   (`#captchaFR_CaptchaImage`, shown from a blob: URL, so screenshotted). The audio is
-   never fetched by URL: `audio` presses the page's own button ("Énoncer le code du
-   captcha", or `#captchaFR_SoundLink`) and keeps the response it triggers, the same
-   request a person's click makes.
+   (`#captchaFR_CaptchaImage`, shown from a blob: URL, so screenshotted). The robot never
+   asks the captcha service for anything itself: `audio` presses the page's own button
+   ("Énoncer le code du captcha", the service's own library also spells it without the
+   accent; or `#captchaFR_SoundLink`) and keeps the response it triggers, the same
+   request a person's click makes (the script fetches it with its token and plays a
+   blob).
 2. `submit_answer`: types the volunteer's answer and presses "Suivant". A wrong answer
    (`…/cgu/?error=invalidCaptcha`, "Le code de sécurité saisi est incorrect") or an
    expired session (back on `…/cgu/`) gives a new captcha and nothing is recorded.
@@ -32,13 +38,18 @@ Reading the slot page (`classify` reads saved pages the same way):
   sur cette semaine": reading that sentence alone as "no slot" was the worst bug an
   observatory could ship.
 - `no_slot` only on the slot page (its title or heading "Choisissez votre créneau", or
-  the URL `…/creneau/`), with the platform's sentence as the whole text of its element,
-  visible (not hidden by an inline `display:none` or the `hidden` attribute), and no
-  contrary sign (a slot radio, a "Prochaine disponibilité" button, even hidden, or a
-  non-empty `critere.datePremiereDispo`): "Aucun créneau disponible sur cette semaine"
+  the URL `…/creneau/`), with the platform's sentence as the whole text of its element
+  (or as one `<br>`-separated line of an element whose every line is a platform
+  sentence: the last week's two sentences share one `div`), visible (not hidden by an
+  inline `display:none` or the `hidden` attribute), and no contrary sign (a slot radio,
+  a "Prochaine disponibilité" button, even hidden, or a non-empty
+  `critere.datePremiereDispo`): "Aucun créneau disponible sur cette semaine"
   (`empty_week`); "Aucun créneau disponible à partir de cette date." with "Veuillez
   réessayer ultérieurement." (`last_week`); "Veuillez réessayer ultérieurement." alone,
   no calendar at all (`calendar_not_displayed`).
+- The last reachable week says "Aucun créneau disponible à partir de cette date." whether
+  or not it has slots (the front-end script shows it for that week, slots or not): with
+  slot radios beside it, the page is `available`.
 - The page data is cross-checked against the visible page; when they disagree the page
   is `unrecognized` with a detail `page_data_disagrees:<what>`.
 - The personal-data page is recognised by its URL (`/informations`) or an h1/h2 heading
@@ -64,6 +75,7 @@ from functools import partial
 from typing import TypedDict
 from urllib.parse import urlsplit
 
+from lxml import etree
 from lxml import html as lxml_html
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Frame, Page, Response
@@ -73,6 +85,7 @@ from observatoire.adapters.base import (
     STAMP,
     ProbeStop,
     drop_hidden,
+    element_xpath,
     normalize_text,
     read_saved_page,
 )
@@ -114,15 +127,21 @@ RELEASE_LAST = re.compile(
     r"à (\d{1,2})[:h](\d{2})(?:\s*pour des créneaux de la semaine du (\d{1,2}/\d{1,2}/\d{4}))?",
     re.I,
 )
-#: The inlined page data, read over the raw source as public bots do.
+#: The inlined page data, read over the raw source as public bots do (when the
+#: Vertigo-UI data element cannot be parsed).
 CRITERE = re.compile(r'"critere"\s*:\s*(\{[^}]*\})')
+#: Where Vertigo-UI writes the page data: `{"vueData": {…}, "uiMessageStack": …}`.
+PAGE_DATA = element_xpath("//script[@id='vui-init-data']")
 WRONG_ANSWER = "est incorrect"
 START_BUTTON = "Prendre un rendez-vous"
 ANSWER_INPUT = "#captchaFormulaireExtInput"
 WIDGET_V1 = "rdv-captchetat"
 IMAGE_V2 = ".captcha img[src^='data:image/png;base64']"
 IMAGE_V1 = "#captchaFR_CaptchaImage"
-AUDIO_BUTTONS = "button[title='Énoncer le code du captcha'], #captchaFR_SoundLink"
+#: The title ends the same with "Énoncer" or "Enoncer" (both spellings are published).
+AUDIO_BUTTONS = "button[title$='noncer le code du captcha'], #captchaFR_SoundLink"
+#: Either widget's image, once the page's script has received it from the service.
+IMAGE_ANY = f"{IMAGE_V2}, {IMAGE_V1}"
 SLOT_INPUTS = "input[type=radio][name='trhId'], input[type=radio][id^='trhId_']"
 SLOT_XPATH = "//input[@type='radio'][@name='trhId' or starts-with(@id, 'trhId_')]"
 #: Besides the markup's own hiding (base.drop_hidden): Vue templates and the utility
@@ -196,9 +215,48 @@ def _dmy(text: str) -> date | None:
         return None
 
 
-def read_critere(source: str) -> dict[str, str] | None:
+def _critere_of(data: object, depth: int = 0) -> dict[str, object] | None:
+    """The first `critere` object in parsed page data (`vueData.critere` on the slot
+    page), looked for a few levels deep."""
+    if depth > 4:
+        return None
+    if isinstance(data, dict):
+        found = data.get("critere")
+        if isinstance(found, dict):
+            return found
+        children = list(data.values())
+    elif isinstance(data, list):
+        children = data
+    else:
+        return None
+    for child in children:
+        found = _critere_of(child, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _flat(critere: dict[str, object]) -> dict[str, str]:
+    return {str(k): "" if v is None else str(v) for k, v in critere.items()}
+
+
+def read_critere(source: str, doc: lxml_html.HtmlElement | None = None) -> dict[str, str] | None:
     """`critere` of the inlined page data (premierJour, dateMin, dateMax,
-    datePremiereDispo), from the raw source; also when the JSON sits in an attribute."""
+    datePremiereDispo): from Vertigo-UI's data element (`script#vui-init-data`, raw
+    JSON), else over the raw source as public bots read it, also when the JSON sits in
+    an attribute of a saved copy. `doc` is the parsed source, when already at hand."""
+    if doc is None:
+        try:
+            doc = lxml_html.fromstring(source)
+        except (ValueError, etree.ParserError):
+            doc = None
+    for script in PAGE_DATA(doc) if doc is not None else []:
+        try:
+            found = _critere_of(json.loads(script.text or ""))
+        except ValueError:
+            continue
+        if found is not None:
+            return _flat(found)
     for text in (source, html_lib.unescape(source)):
         match = CRITERE.search(text)
         if match:
@@ -207,7 +265,7 @@ def read_critere(source: str) -> dict[str, str] | None:
             except ValueError:
                 return None
             if isinstance(data, dict):
-                return {str(k): "" if v is None else str(v) for k, v in data.items()}
+                return _flat(data)
     return None
 
 
@@ -319,9 +377,26 @@ def _date_slot(
     return datetime.combine(day, time(hours, minutes), PARIS).astimezone(UTC)
 
 
+def _lines(element: lxml_html.HtmlElement) -> list[str]:
+    """The element's text cut at its own `<br>` children."""
+    lines = [element.text or ""]
+    for child in element:
+        if not isinstance(child.tag, str):  # a comment: only its tail is text
+            lines[-1] += child.tail or ""
+        elif child.tag == "br":
+            lines.append(child.tail or "")
+        else:
+            lines[-1] += child.text_content() + (child.tail or "")
+    return [line for line in (normalize_text(x) for x in lines) if line]
+
+
 def _message_elements(doc: lxml_html.HtmlElement) -> list[str]:
     """The text of every element short enough to be one message (an element whose whole
-    text is the platform's sentence is the sentence "in its place")."""
+    text is the platform's sentence is the sentence "in its place"), and the lines of an
+    element made only of the platform's sentences, one per `<br>`-separated line (the
+    last week: "Aucun créneau disponible à partir de cette date.<br>Veuillez réessayer
+    ultérieurement." in one `div`)."""
+    sentences = {_fold(NO_SLOT_WEEK), _fold(NO_SLOT_AFTER), _fold(TRY_LATER)}
     texts = []
     for element in doc.iter():
         if not isinstance(element.tag, str) or element.tag in ("script", "style", "html"):
@@ -329,6 +404,10 @@ def _message_elements(doc: lxml_html.HtmlElement) -> list[str]:
         text = _own_text(element)
         if text and len(text) <= MAX_MESSAGE:
             texts.append(text)
+        if element.find("br") is not None:
+            lines = _lines(element)
+            if len(lines) > 1 and all(_fold(line) in sentences for line in lines):
+                texts.extend(lines)
     return texts
 
 
@@ -336,7 +415,7 @@ def read_slot_dom(doc: lxml_html.HtmlElement, source: str, now: datetime | None)
     """Everything the slot page shows, hidden parts set apart. `doc` is consumed."""
     for stamp in doc.xpath(STAMP):
         stamp.drop_tree()
-    critere = read_critere(source)
+    critere = read_critere(source, doc)
     anchor = None
     if critere:
         anchor = _dmy(critere.get("premierJour", "")) or _dmy(critere.get("dateMin", ""))
@@ -416,12 +495,18 @@ def judge_slot_page(seen: SlotPage, now: datetime | None) -> ProbeResult:
     first_dispo = None if seen.critere is None else seen.critere.get("datePremiereDispo", "")
     message = " / ".join(seen.messages) or None
     if seen.radios:
-        if seen.week_empty or seen.after_date or (seen.try_later and not seen.day_headers):
+        # The last reachable week shows its two sentences beside its slots: not a
+        # contradiction. Any other no-slot sentence beside slot radios is.
+        if (
+            seen.week_empty
+            or (seen.after_date and not seen.try_later)
+            or (seen.try_later and not seen.after_date and not seen.day_headers)
+        ):
             return ProbeResult(Outcome.UNRECOGNIZED, "no_slot_message_and_slots")
-        if first_dispo == "":
-            return ProbeResult(
-                Outcome.UNRECOGNIZED, "page_data_disagrees:slots_but_no_datePremiereDispo"
-            )
+        # An empty `datePremiereDispo` beside slot radios is no contrary sign: the
+        # front-end reads it only when the week is empty, and no source shows the
+        # application filling it when the week has slots. The radios are the
+        # platform's own slots; refusing them would lose every such page.
         count = seen.visible_radios or seen.radios
         if any(s is None for s in seen.slots):
             return ProbeResult(Outcome.AVAILABLE, "undated_slots", slots_count=count)
@@ -524,7 +609,10 @@ class RdvPrefectureAdapter(AssistedAdapter):
     name = "rdv_prefecture"
     #: 2.0: the real slot page (dates from column headers, "Prochaine disponibilité",
     #: page data cross-checked, release banners), the 2025 captcha widget.
-    version = "2.0"
+    #: 2.1: page data from Vertigo-UI's data element; the last week's sentences as
+    #: `<br>`-separated lines of one element, and its slots read as `available`; the
+    #: captcha image awaited from the service; both spellings of the audio button.
+    version = "2.1"
     transport = "browser"
 
     # -- the assisted steps --------------------------------------------------------------
@@ -688,7 +776,14 @@ class RdvPrefectureAdapter(AssistedAdapter):
 
 async def _captcha_image(page: Page, timeout: float) -> tuple[bytes, str]:
     """The captcha image: the 2025 widget's base64 PNG as is, else a screenshot of the
-    older widget's image (a blob: URL the robot cannot fetch again)."""
+    older widget's image (a blob: URL the robot cannot fetch again). Either arrives after
+    the page has loaded, when the page's script has had the captcha service's answer:
+    wait for it (a page whose widget stays empty ends below, unrecognized)."""
+
+    async def received() -> bool:
+        return await page.locator(IMAGE_ANY).count() > 0
+
+    await wait_for(received, timeout)
     inline = page.locator(IMAGE_V2).first
     if await inline.count():
         src = await inline.get_attribute("src") or ""

@@ -33,6 +33,7 @@ from observatoire.simulator.faults import (
 )
 from observatoire.simulator.http import Request, Response
 from observatoire.simulator.legacy import LegacyModule
+from observatoire.simulator.rdvpref import CAPTCHA_HOST as RDV_CAPTCHA_HOST
 from observatoire.simulator.rdvpref import RdvPrefectureModule
 from observatoire.simulator.scenario import Scenario, load_scenario
 
@@ -140,6 +141,9 @@ class SimulatorState:
         self.hosts.update({s.host: (self.demarches, s) for s in scenario.demarches_sites})
         self.hosts.update({s.host: (self.eappointment, s) for s in scenario.eappointment_sites})
         self.hosts.update({s.host: (self.rdvpref, s) for s in scenario.rdv_prefecture_sites})
+        if scenario.rdv_prefecture_sites:
+            # The State's captcha service those pages call is a host of its own.
+            self.hosts[RDV_CAPTCHA_HOST] = (self.rdvpref, None)
 
     def slots_now(self, key: str, profile: str) -> SlotState:
         """What the slot `key` (one counter, motive or procedure) offers at this instant."""
