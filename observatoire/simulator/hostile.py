@@ -124,6 +124,11 @@ CASES: tuple[HostileCase, ...] = (
     _case("dn-flash-on-form", D, "the absent flash on the démarche's own page", U, "form_open"),
     _case("dn-fermeture-no-heading", D, "/fermeture/<slug> without the closing heading", U),
     _case("dn-fermeture-other-slug", D, "a redirect to another démarche's closing page", U),
+    _case("dn-flash-dsfr-alert", D, "the absent message in a DSFR fr-alert, not the flash", U),
+    _case("dn-flash-hidden", D, "the genuine absent flash, display:none", U),
+    _case("dn-flash-with-start", D, "the absent flash on a home page offering to start", U),
+    _case("dn-absent-other-site", D, "a redirect to another site's genuine absent page", U),
+    _case("dn-closed-with-start", D, "the closing heading next to the start call-out", U),
     _case("dn-cloudflare-200", D, "Cloudflare's block page with status 200", "blocked"),
     _case("dn-absent-genuine", D, "the genuine absent answer", "procedure_missing"),
     _case("dn-closed-genuine", D, "the genuine closed answer", "procedure_missing"),
@@ -302,25 +307,33 @@ def _legacy(case: str, rest: str, request: Request) -> Response:
 
 
 # -- démarche numérique pages -------------------------------------------------------------
-def _dn_page(title: str, body: str, flash: str = "") -> str:
-    flashes = (
-        f'<div id="flash_messages"><div class="fr-alert fr-alert--error"><p>{flash}</p></div></div>'
+def _dn_page(title: str, body: str, flash: str = "", flash_style: str = "") -> str:
+    """The platform's layout: the flash partial at the top of `<main>`, an alert flash
+    as the bare text of `div.alert.alert-danger[role=alert]`."""
+    style = f' style="{flash_style}"' if flash_style else ""
+    alert = (
+        f'<div class="alert alert-danger fr-p-2w" role="alert"{style}>{flash}</div>'
         if flash
         else ""
     )
     return (
         f'<!DOCTYPE html><html lang="fr"><head><meta charset="utf-8"><title>{title}</title>'
-        f'</head><body><header class="fr-header">démarche numérique</header>{flashes}'
-        f'<main class="fr-container">{body}</main></body></html>'
+        '</head><body><header class="fr-header">démarche numérique</header>'
+        '<main id="contenu" role="main"><div id="flash_messages" tabindex="-1">'
+        f'<div id="flash_message" class="center">{alert}</div></div>'
+        f'<div class="fr-container">{body}</div></main></body></html>'
     )
 
 
 OPEN_BODY = (
-    "<h1>Titre de séjour - Préfecture</h1>"
-    '<div class="fr-callout"><h2>Commencer la démarche</h2>'
+    '<h1 class="fr-h2">Titre de séjour - Préfecture</h1>'
+    '<div class="fr-callout"><h2 class="fr-callout__title">Commencer la démarche</h2>'
     '<a class="fr-btn" href="sign_up">Créer un compte</a>'
     '<a class="fr-btn" href="sign_in">J’ai déjà un compte</a></div>'
 )
+
+#: The open page's start call-out alone, to set next to a negative message.
+START_CALLOUT = OPEN_BODY.split("</h1>", 1)[1]
 
 
 def _demarches(case: str, rest: str) -> Response:
@@ -330,20 +343,43 @@ def _demarches(case: str, rest: str) -> Response:
         if case == "dn-home-text-not-flash":
             body = "<h1>Accueil</h1><p>La démarche n’existe pas</p>"
             return Response.html(_dn_page("Accueil", body))
+        if case == "dn-flash-dsfr-alert":
+            body = (
+                '<div class="fr-alert fr-alert--error" role="alert"><p>La démarche '
+                "n’existe pas</p></div><h1>Accueil</h1>"
+            )
+            return Response.html(_dn_page("Accueil", body))
+        if case == "dn-flash-hidden":
+            return Response.html(
+                _dn_page("Accueil", "<h1>Accueil</h1>", "La démarche n’existe pas", "display:none")
+            )
+        if case == "dn-flash-with-start":
+            body = "<h1>Accueil</h1>" + START_CALLOUT
+            return Response.html(_dn_page("Accueil", body, "La démarche n’existe pas"))
         flash = "La démarche n’existe pas" if case == "dn-absent-genuine" else ""
         return Response.html(_dn_page("Accueil", "<h1>Accueil</h1>", flash))
     if parts[0] == "fermeture":
         if case == "dn-fermeture-no-heading":
             return Response.html(_dn_page("Erreur", "<h1>Une erreur est survenue</h1>"))
         heading = (
-            f"<h1>La démarche Titre de séjour ({parts[1]}) est close depuis le 3 février 2026</h1>"
+            f"<h1>La démarche Titre de séjour ({parts[1]}) est close depuis le  3 février 2026</h1>"
         )
+        if case == "dn-closed-with-start":
+            heading += START_CALLOUT
         return Response.html(_dn_page("Close", heading))
     if parts[0] != "commencer":
         return Response.html(_dn_page("Introuvable", "<h1>Page non trouvée</h1>"), 404)
-    if case in ("dn-home-text-not-flash", "dn-absent-genuine"):
+    if case in (
+        "dn-home-text-not-flash",
+        "dn-absent-genuine",
+        "dn-flash-dsfr-alert",
+        "dn-flash-hidden",
+        "dn-flash-with-start",
+    ):
         return Response.redirect(f"{prefix}/")
-    if case in ("dn-fermeture-no-heading", "dn-closed-genuine"):
+    if case == "dn-absent-other-site":
+        return Response.redirect("/dn-absent-genuine.hostile/")
+    if case in ("dn-fermeture-no-heading", "dn-closed-genuine", "dn-closed-with-start"):
         return Response.redirect(f"{prefix}/fermeture/{SLUG}")
     if case == "dn-fermeture-other-slug":
         return Response.redirect(f"{prefix}/fermeture/autre-demarche")
