@@ -47,4 +47,7 @@ def setup_logging(as_json: bool = False, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Their INFO lines ("Context impl SQLiteImpl", every job run) say nothing to an
+    # operator; warnings still show.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

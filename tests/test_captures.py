@@ -16,9 +16,14 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
-from observatoire.captures.contributors import ContributorInfo, add_contributor, authenticate
+from observatoire.captures.contributors import (
+    ContributorInfo,
+    add_contributor,
+    authenticate,
+    set_opt_in,
+)
 from observatoire.captures.delete import delete_contributor
-from observatoire.captures.reception import CaptureService
+from observatoire.captures.reception import CaptureOutcome, CaptureService
 from observatoire.captures.review import (
     ReviewError,
     accept_capture,
@@ -30,12 +35,12 @@ from observatoire.captures.routes import RateLimiter
 from observatoire.clock import VirtualClock
 from observatoire.config import load_config
 from observatoire.db import make_engine
-from observatoire.db.models import CaptureRow, Contributor, Probe, ProbeDay
+from observatoire.db.models import CaptureRow, Contributor, Probe, ProbeDay, ReleaseRow
 from observatoire.health import check_health
 from observatoire.outcomes import Outcome, ProbeResult
 from observatoire.publish.dossier import build_dossier
 from observatoire.record.evidence import EvidenceStore
-from observatoire.record.releases import looks_by_target
+from observatoire.record.releases import looks_by_target, survivals
 from observatoire.record.rollups import counted_sql, rebuild
 from observatoire.record.store import save_probe, sync_targets
 from observatoire.robot.browser import BrowserPool
@@ -55,12 +60,19 @@ async def slot_page(simulator: RunningSimulator, demarche: int) -> tuple[bytes, 
     base = f"{simulator.base_url}/{RDV}/{demarche}"
     async with httpx.AsyncClient(follow_redirects=True) as client:
         cgu = (await client.get(f"{base}/cgu/")).text
-        captcha = re.search(r'name="captchaId" value="([^"]+)"', cgu)
-        assert captcha is not None
-        answer = simulator.state.rdvpref.answer(captcha.group(1))
+        # As the page's script does: a captcha from the service, with the page's token.
+        widget = re.search(r'endpoint-url="([^"]+)" [^>]*token="([^"]+)"', cgu)
+        assert widget is not None
+        service = await client.get(
+            f"{simulator.base_url}{widget.group(1)}",
+            params={"get": "image", "c": "captchaFR"},
+            headers={"Authorization": f"Bearer {widget.group(2)}"},
+        )
+        captcha = str(service.json()["uuid"])
+        answer = simulator.state.rdvpref.answer(captcha)
         page = await client.post(
             f"{base}/_validerCaptcha",
-            data={"captchaId": captcha.group(1), "captchaUsercode": answer},
+            data={"captchaId": captcha, "captchaUsercode": answer},
         )
         assert str(page.url).endswith("/creneau/")
         return page.content, str(page.url)
@@ -468,3 +480,198 @@ def test_captures_accept_reject_commands_and_status(
     helps = factories.invoke("captures", "--help").stdout
     assert "accept" in helps and "reject" in helps
     engine.dispose()
+
+
+# -- releases: a person's capture of a release banner, once counted ----------------------
+BANNERS_PAGE = Path(__file__).parent / "fixtures" / "rdv_prefecture" / "banners.html"
+RDV_TARGET = "92-rdvpref-4418"
+RDV_URL = f"https://{RDV}/4418/"
+#: What the fixture's banners say: "Dernière mise en ligne … le 04/05/2026 à 11:58" and
+#: "Prochaine mise en ligne … le 11/05/2026 à 11:58" (Paris, summer time).
+LAST_RELEASE = datetime(2026, 5, 4, 9, 58, tzinfo=UTC)
+NEXT_RELEASE = datetime(2026, 5, 11, 9, 58, tzinfo=UTC)
+SEEN_AT = datetime(2026, 5, 5, 10, 0, tzinfo=UTC)
+
+
+def banner_capture(
+    engine: Engine, evidence: EvidenceStore, who: ContributorInfo, *, clock_off: bool = False
+) -> CaptureOutcome:
+    """The RDV-Préfecture slot page with both release banners, sent by the extension the
+    day after the last release (from a computer whose clock is two hours off: it then
+    waits for review)."""
+    client_time = SEEN_AT - timedelta(hours=2) if clock_off else SEEN_AT
+    return CaptureService(engine, evidence).receive_page(
+        who, BANNERS_PAGE.read_bytes(), f"{RDV_URL}creneau/", SEEN_AT, client_time=client_time
+    )
+
+
+def stored_releases(engine: Engine) -> list[tuple[str, datetime, str, int | None]]:
+    with Session(engine) as session:
+        rows = session.scalars(select(ReleaseRow).order_by(ReleaseRow.published_at))
+        return [(r.target_id, r.published_at, r.source, r.probe_id) for r in rows]
+
+
+def rdv_target_and_volunteer(engine: Engine) -> ContributorInfo:
+    add_target(engine, RDV_TARGET, platform="rdv_prefecture", url=RDV_URL)
+    who, _ = add_contributor(engine, "benevole-banniere", "volunteer", SEEN_AT)
+    return who
+
+
+def test_a_counted_capture_of_a_release_banner_records_the_release(
+    engine: Engine, tmp_path: Path
+) -> None:
+    volunteer = rdv_target_and_volunteer(engine)
+    done = banner_capture(engine, EvidenceStore(tmp_path / "ev"), volunteer)
+    assert (done.outcome, done.review) == ("no_slot", "none") and done.probe_id is not None
+    assert stored_releases(engine) == [
+        (RDV_TARGET, LAST_RELEASE, "banner", done.probe_id),
+        (RDV_TARGET, NEXT_RELEASE, "announced", done.probe_id),
+    ]
+    # The "Mises en ligne" figures read it: the capture's "no slot" bounds its survival.
+    (survival,) = survivals(engine, SEEN_AT, [RDV_TARGET])
+    assert (survival.published_at, survival.source, survival.looks) == (LAST_RELEASE, "banner", 1)
+    assert survival.high == (SEEN_AT - LAST_RELEASE).total_seconds()
+
+
+def test_a_pending_banner_capture_records_its_releases_once_accepted(
+    engine: Engine, tmp_path: Path
+) -> None:
+    evidence = EvidenceStore(tmp_path / "ev")
+    volunteer = rdv_target_and_volunteer(engine)
+    done = banner_capture(engine, evidence, volunteer, clock_off=True)
+    assert (done.review, done.review_reason) == ("pending", "client_clock_differs")
+    assert stored_releases(engine) == [] and survivals(engine, SEEN_AT) == []
+
+    assert accept_capture(engine, done.id, SEEN_AT + timedelta(hours=1)).counted is True
+    assert stored_releases(engine) == [
+        (RDV_TARGET, LAST_RELEASE, "banner", done.probe_id),
+        (RDV_TARGET, NEXT_RELEASE, "announced", done.probe_id),
+    ]
+    # An accepted capture's slots infer no release: it may lie before probes already
+    # stored, whose own looks decide what was released when.
+    add_target(engine, "92-a")
+    factories.robot_probe(engine, evidence, "92-a", MARCH[0], ProbeResult(Outcome.NO_SLOT))
+    slots = ProbeResult.with_slots([MARCH[1] + timedelta(days=9)])
+    late = doubtful_capture(engine, evidence, volunteer, "92-a", MARCH[1], slots)
+    assert accept_capture(engine, late, MARCH[4]).counted is True
+    assert [r for r in stored_releases(engine) if r[0] == "92-a"] == []
+
+
+def test_a_rejected_or_private_banner_capture_records_no_release(
+    engine: Engine, tmp_path: Path
+) -> None:
+    evidence = EvidenceStore(tmp_path / "ev")
+    volunteer = rdv_target_and_volunteer(engine)
+    doubtful = banner_capture(engine, evidence, volunteer, clock_off=True)
+    assert reject_capture(engine, doubtful.id, SEEN_AT).review == "rejected"
+    # A private applicant's capture, counted nowhere, accepted or not.
+    applicant, _ = add_contributor(engine, "demandeuse-banniere", "applicant", SEEN_AT)
+    private = banner_capture(engine, evidence, applicant)
+    assert private.review == "none" and private.probe_id is not None
+    waiting = banner_capture(engine, evidence, applicant, clock_off=True)
+    assert accept_capture(engine, waiting.id, SEEN_AT).counted is False
+    assert stored_releases(engine) == [] and survivals(engine, SEEN_AT) == []
+    # What does count still records it: the same page from the volunteer, without doubt.
+    counted = banner_capture(engine, evidence, volunteer)
+    assert [r[2:] for r in stored_releases(engine)] == [
+        ("banner", counted.probe_id),
+        ("announced", counted.probe_id),
+    ]
+
+
+def test_an_applicants_opt_in_moves_their_banners_in_and_out_of_the_releases(
+    engine: Engine, tmp_path: Path
+) -> None:
+    evidence = EvidenceStore(tmp_path / "ev")
+    rdv_target_and_volunteer(engine)
+    applicant, _ = add_contributor(engine, "demandeuse-choix", "applicant", SEEN_AT)
+    private = banner_capture(engine, evidence, applicant)
+    assert stored_releases(engine) == []
+    assert set_opt_in(engine, "demandeuse-choix", True).counted
+    assert stored_releases(engine) == [
+        (RDV_TARGET, LAST_RELEASE, "banner", private.probe_id),
+        (RDV_TARGET, NEXT_RELEASE, "announced", private.probe_id),
+    ]
+    assert not set_opt_in(engine, "demandeuse-choix", False).counted
+    assert stored_releases(engine) == []
+
+
+def test_a_capture_sent_back_to_review_takes_its_releases_out(
+    engine: Engine, tmp_path: Path
+) -> None:
+    evidence = EvidenceStore(tmp_path / "ev")
+    volunteer = rdv_target_and_volunteer(engine)
+    done = banner_capture(engine, evidence, volunteer)
+    assert [r[2:] for r in stored_releases(engine)] == [
+        ("banner", done.probe_id),
+        ("announced", done.probe_id),
+    ]
+    # Five minutes later the robot finds slots on the same page: the capture's "no slot"
+    # waits for review again, and its banners leave the releases with its probe.
+    slots = ProbeResult.with_slots([SEEN_AT + timedelta(days=9)])
+    factories.robot_probe(engine, evidence, RDV_TARGET, SEEN_AT + timedelta(minutes=5), slots)
+    (waiting,) = review_queue(engine, recheck_since=SEEN_AT - timedelta(days=1))
+    assert waiting.id == done.id and waiting.reason.startswith("contradicted_by_probe:")
+    assert stored_releases(engine) == []
+    accept_capture(engine, done.id, SEEN_AT + timedelta(hours=1))
+    assert [r[2:] for r in stored_releases(engine)] == [
+        ("banner", done.probe_id),
+        ("announced", done.probe_id),
+    ]
+
+
+def test_deleting_a_contributor_leaves_no_release_of_theirs(engine: Engine, tmp_path: Path) -> None:
+    evidence = EvidenceStore(tmp_path / "ev")
+    volunteer = rdv_target_and_volunteer(engine)
+    done = banner_capture(engine, evidence, volunteer)
+    # The robot reads the same "Dernière mise en ligne" an hour later (no "Prochaine").
+    later = SEEN_AT + timedelta(hours=1)
+    seen = ProbeResult(Outcome.NO_SLOT, release_last_at=LAST_RELEASE)
+    factories.robot_probe(engine, evidence, RDV_TARGET, later, seen)
+    # Without banners (target 92-a): the volunteer's "no slot" precedes the robot's slots,
+    # and the volunteer's slots follow the robot's "no slot": two inferred releases.
+    add_target(engine, "92-a")
+    no_slot = ProbeResult(Outcome.NO_SLOT)
+    factories.robot_probe(engine, evidence, "92-a", MARCH[0], no_slot)
+    own_slots = ProbeResult.with_slots([MARCH[1] + timedelta(days=9)])
+    factories.manual_probe(engine, evidence, volunteer, "92-a", MARCH[1], own_slots)
+    # (Half a second past: an inferred release keeps whole seconds of uncertainty.)
+    half = timedelta(milliseconds=500)
+    factories.manual_probe(engine, evidence, volunteer, "92-a", MARCH[2] + half, no_slot)
+    robot_slots = ProbeResult.with_slots([MARCH[3] + timedelta(days=9)])
+    factories.robot_probe(engine, evidence, "92-a", MARCH[3], robot_slots)
+    with Session(engine) as session:
+        inferred = session.execute(
+            select(ReleaseRow.published_at, ReleaseRow.uncertainty_seconds)
+            .where(ReleaseRow.target_id == "92-a")
+            .order_by(ReleaseRow.published_at)
+        ).all()
+    day = 24 * 3600
+    assert [tuple(r) for r in inferred] == [(MARCH[1], day), (MARCH[3], day - 1)]
+    assert [r[2:] for r in stored_releases(engine) if r[0] == RDV_TARGET] == [
+        ("banner", done.probe_id),
+        ("announced", done.probe_id),
+    ]
+
+    delete_contributor(engine, evidence, "benevole-banniere")
+    with Session(engine) as session:
+        rows = session.scalars(select(ReleaseRow).order_by(ReleaseRow.published_at)).all()
+        robot = session.scalar(select(Probe.id).where(Probe.started_at == later))
+        left = [
+            (
+                r.target_id,
+                r.published_at,
+                r.source,
+                r.probe_id,
+                r.first_seen_at,
+                r.uncertainty_seconds,
+            )
+            for r in rows
+        ]
+    # The banner the robot read too stays, as the robot saw it; the announced one only
+    # the volunteer saw goes; the release their slots revealed goes; the robot's
+    # inferred release is measured again from the robot's own "no slot" before it.
+    assert left == [
+        ("92-a", MARCH[3], "inferred", left[0][3], MARCH[3], 3 * day),
+        (RDV_TARGET, LAST_RELEASE, "banner", robot, later, None),
+    ]

@@ -11,11 +11,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from observatoire.assist.pseudonym import check_pseudonym
-from observatoire.db.models import Contributor
+from observatoire.db.models import Contributor, Probe
 
 ROLES = ("volunteer", "applicant")
 
@@ -101,10 +101,24 @@ def list_contributors(engine: Engine) -> list[tuple[ContributorInfo, datetime, d
 
 def set_opt_in(engine: Engine, key: str, opted_in: bool) -> ContributorInfo:
     """An applicant's choice to let their captures enter the figures (or not any more).
-    The caller rebuilds the rollups: past captures move with the choice."""
+    Past captures move with the choice: the releases their banners announced enter or
+    leave in this transaction; the caller rebuilds the rollups."""
+    from observatoire.record.releases import admit_releases, withdraw_releases
+    from observatoire.record.rollups import counted_sql
+
     with Session(engine) as session, session.begin():
         row = session.scalar(select(Contributor).where(Contributor.pseudonym == key))
         if row is None:
             raise ContributorError(f"no contributor {key!r}")
+        changed = row.role == "applicant" and bool(row.opted_in) != opted_in
         row.opted_in = opted_in
+        if changed:
+            session.flush()  # in `counted_sql` before the releases are read again
+            mine = select(Probe).where(Probe.contributor_id == row.id)
+            if opted_in:
+                counted = mine.where(text(counted_sql("probes"))).order_by(Probe.started_at)
+                for probe in session.scalars(counted):
+                    admit_releases(session, probe)
+            else:
+                withdraw_releases(session, list(session.scalars(mine.with_only_columns(Probe.id))))
         return _info(row)

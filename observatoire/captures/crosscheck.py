@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from observatoire.db.models import CaptureRow, Contributor, Probe
 from observatoire.outcomes import NO_WAY_TO_BOOK, Outcome
+from observatoire.record.releases import withdraw_releases
 from observatoire.record.rollups import withdraw_probe
 
 WINDOW = timedelta(minutes=10)
@@ -87,5 +88,6 @@ def recheck(session: Session, since: datetime, window: timedelta = WINDOW) -> in
             probe = countable_probe(session, row)
             if probe is not None:
                 withdraw_probe(session, probe)
+                withdraw_releases(session, [probe.id])
             flagged += 1
     return flagged

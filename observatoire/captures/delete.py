@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from observatoire.captures.contributors import ContributorError, find_contributor
 from observatoire.db.models import CaptureRow, Contributor, Probe
 from observatoire.record.evidence import EvidenceStore
+from observatoire.record.releases import withdraw_releases
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,10 @@ def delete_contributor(engine: Engine, evidence: EvidenceStore, key: str) -> Del
         ).all()
         pages = {p for p, _ in [*captures, *probes] if p}
         shots = {s for _, s in [*captures, *probes] if s}
+        # Their captures' releases ("mises en ligne") before their probes: none may stay.
+        withdraw_releases(
+            session, session.scalars(select(Probe.id).where(Probe.contributor_id == who.id)).all()
+        )
         session.execute(delete(CaptureRow).where(CaptureRow.contributor_id == who.id))
         # A DELETE's result is a CursorResult (Session.execute is typed as the plainer
         # Result, which has no rowcount).

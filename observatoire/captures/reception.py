@@ -35,6 +35,7 @@ from observatoire.captures.ocr import OcrReading, read_screenshot, run_tesseract
 from observatoire.db.models import CaptureRow, TargetRow
 from observatoire.outcomes import Outcome, ProbeResult
 from observatoire.record.evidence import EvidenceStore
+from observatoire.record.releases import record_releases
 from observatoire.record.rollups import record_probe
 from observatoire.record.store import ProbeRecord, probe_row
 
@@ -240,8 +241,8 @@ class CaptureService:
         user_agent: str | None,
         final_url: str | None = None,
     ) -> CaptureOutcome:
-        """Evidence first, then the probe, the capture row and the rollups in one
-        transaction (as the robot's `save_probe`)."""
+        """Evidence first, then the probe, the capture row, the rollups and the releases
+        in one transaction (as the robot's `save_probe`)."""
         page_sha = self.evidence.put(page, "html") if page else None
         shot_sha = self.evidence.put(screenshot, "png") if screenshot else None
         if (
@@ -280,7 +281,8 @@ class CaptureService:
                 session.flush()
                 probe_id = probe.id
                 # Pending: out of the figures until a person accepts it (review.py), as
-                # `rollups.counted_sql` says for a rebuild.
+                # `rollups.counted_sql` says for a rebuild. The releases its page tells
+                # about ("Dernière / Prochaine mise en ligne") count on the same terms.
                 if who.counted and review == "none":
                     record_probe(
                         session,
@@ -291,6 +293,7 @@ class CaptureService:
                         result.second_slot_at,
                         "manual",
                     )
+                    record_releases(session, probe, shown)
             row = CaptureRow(
                 contributor_id=who.id,
                 kind=kind,

@@ -8,7 +8,8 @@ slot" must not bias the published figures, and the queue keeps it visible
 (`captures review`, `status`).
 
 - `accept_capture`: a person looked and trusts the reading; the probe enters the figures
-  (the rollups are updated in the same transaction, as a rebuild would compute them);
+  (the rollups are updated in the same transaction, as a rebuild would compute them,
+  and the release banners its page showed are recorded);
 - `reject_capture`: a person looked and does not; the probe stays out for good, but
   nothing is destroyed (capture, probe and evidence stay, with the reason).
 
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from observatoire.captures.crosscheck import countable_probe, recheck
 from observatoire.db.models import CaptureRow, Contributor
+from observatoire.record.releases import admit_releases
 from observatoire.record.rollups import admit_probe
 
 #: The longest note kept with a decision (the column's size).
@@ -131,6 +133,8 @@ def accept_capture(
         probe = countable_probe(session, row)
         if probe is not None:
             admit_probe(session, probe)
+            # The banners its page showed; no inference (see `admit_releases`).
+            admit_releases(session, probe)
         return Decision(row.id, row.review, row.probe_id, probe is not None)
 
 

@@ -53,9 +53,15 @@ LOOK_OUTCOMES = (Outcome.AVAILABLE.value, Outcome.NO_SLOT.value)
 
 
 # -- feeding the table (called by store.save_probe, in the probe's transaction) ---------
-def record_releases(session: Session, probe: Probe, result: ProbeResult) -> None:
+def record_releases(
+    session: Session, probe: Probe, result: ProbeResult, *, infer: bool = True
+) -> None:
     """Add or refresh the releases this probe tells about. Runs inside the transaction
-    that stores the probe, so a probe and the releases it saw commit together."""
+    that stores the probe, so a probe and the releases it saw commit together.
+
+    `infer=False` records the banners only: a capture accepted by a reviewer may lie
+    before probes already stored, so "slots after a no_slot look" would compare it with
+    the wrong neighbours (and a later look may already have inferred that batch)."""
     seen: list[tuple[datetime, date | None, str]] = []
     if result.release_last_at is not None:
         seen.append((result.release_last_at, result.release_last_week, "banner"))
@@ -63,7 +69,7 @@ def record_releases(session: Session, probe: Probe, result: ProbeResult) -> None
         seen.append((result.release_next_at, result.release_next_week, "announced"))
     for at, week, source in seen:
         _upsert(session, probe, at.astimezone(UTC), week, source)
-    if seen or result.outcome is not Outcome.AVAILABLE:
+    if not infer or seen or result.outcome is not Outcome.AVAILABLE:
         return
     # No banner: infer a release when slots appear after a look that found none. Only a
     # counted look (not a private capture, nor one held back by its review) says so.
@@ -97,6 +103,107 @@ def record_releases(session: Session, probe: Probe, result: ProbeResult) -> None
             probe_id=probe.id,
         )
     )
+
+
+def admit_releases(session: Session, probe: Probe) -> None:
+    """Record the releases announced on a probe stored earlier that counts only now (a
+    capture a reviewer accepted, `captures.review.accept_capture`): its banners, read
+    from the probe row's release columns, never an inference. Runs in the caller's
+    transaction, with the rest of the decision."""
+    banners = ProbeResult(
+        Outcome(probe.outcome),
+        release_last_at=probe.release_last_at,
+        release_last_week=probe.release_last_week,
+        release_next_at=probe.release_next_at,
+        release_next_week=probe.release_next_week,
+    )
+    record_releases(session, probe, banners, infer=False)
+
+
+def withdraw_releases(session: Session, probe_ids: Sequence[int]) -> None:
+    """Take these probes' part out of the releases, now that they no longer count (a
+    contributor's data deleted: call it before the probes go, as no release may point
+    at a missing probe; or a counted capture sent back to review). A release they told
+    about is read again from the counted probes that stay, or removed when none does;
+    a release inferred from them is removed, or measured again from the look without
+    slots that now precedes it. The caller has already flushed the change that takes
+    the probes out of `counted_sql` (or deletes them after this call)."""
+    ids = list(probe_ids)
+    if not ids:
+        return
+    gone = session.execute(
+        select(
+            Probe.target_id, Probe.started_at, Probe.release_last_at, Probe.release_next_at
+        ).where(Probe.id.in_(ids))
+    ).all()
+    touched = {
+        r.id: r for r in session.scalars(select(ReleaseRow).where(ReleaseRow.probe_id.in_(ids)))
+    }
+    for target_id, _, last_at, next_at in gone:
+        for at in (last_at, next_at):
+            if at is not None:
+                row = session.scalars(
+                    select(ReleaseRow).where(
+                        ReleaseRow.target_id == target_id, ReleaseRow.published_at == at
+                    )
+                ).first()
+                if row is not None:
+                    touched[row.id] = row
+    # Inferred releases one of these looks preceded (the uncertainty is whole seconds).
+    looks: dict[str, list[datetime]] = defaultdict(list)
+    for target_id, started_at, _, _ in gone:
+        looks[target_id].append(started_at)
+    for target_id, starts in looks.items():
+        for row in session.scalars(
+            select(ReleaseRow).where(ReleaseRow.target_id == target_id, ReleaseRow.inferred)
+        ):
+            before = row.published_at - timedelta(seconds=row.uncertainty_seconds or 0)
+            if any(abs(before - at) < timedelta(seconds=1) for at in starts):
+                touched[row.id] = row
+    staying = (Probe.id.not_in(ids), text(counted_sql("probes")))
+    for row in touched.values():
+        if row.inferred:
+            previous = session.execute(
+                select(Probe.outcome, Probe.started_at, Probe.release_last_at)
+                .where(
+                    Probe.target_id == row.target_id,
+                    Probe.started_at < row.published_at,
+                    Probe.outcome.in_(LOOK_OUTCOMES),
+                    *staying,
+                )
+                .order_by(Probe.started_at.desc())
+                .limit(1)
+            ).first()
+            if (
+                row.probe_id in ids
+                or previous is None
+                or previous.outcome != Outcome.NO_SLOT.value
+                or previous.release_last_at is not None
+            ):
+                session.delete(row)
+            else:
+                row.uncertainty_seconds = int(
+                    (row.published_at - previous.started_at).total_seconds()
+                )
+            continue
+        seen = session.execute(
+            select(Probe.id, Probe.started_at, Probe.release_last_at)
+            .where(
+                Probe.target_id == row.target_id,
+                (Probe.release_last_at == row.published_at)
+                | (Probe.release_next_at == row.published_at),
+                *staying,
+            )
+            .order_by(Probe.started_at, Probe.id)
+        ).all()
+        if not seen:
+            session.delete(row)
+            continue
+        row.probe_id = seen[0].id
+        row.first_seen_at, row.last_seen_at = seen[0].started_at, seen[-1].started_at
+        happened = any(s.release_last_at == row.published_at for s in seen)
+        row.source = "banner" if happened else "announced"
+    session.flush()
 
 
 def _upsert(session: Session, probe: Probe, at: datetime, week: date | None, source: str) -> None:
