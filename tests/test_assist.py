@@ -433,10 +433,15 @@ async def test_next_availability_with_release_banners_end_to_end(
 ) -> None:
     """Monday 09:05 in Paris: the Val-d'Oise procedure has just released slots 20–40 days
     ahead. The page says "Aucun créneau disponible sur cette semaine" and offers
-    "Prochaine disponibilité le …": available, first slot that day, never no_slot."""
+    "Prochaine disponibilité le …": available, first slot that day, never no_slot. The
+    platform's script writes no release banner there; once the batch is gone, the last
+    reachable week shows them, and the look records the release they announce."""
+    from observatoire.db.models import ReleaseRow
+
     clock.set(T0 - timedelta(minutes=55))
     (site,) = simulator.state.scenario.rdv_prefecture_sites
     site.banners = True
+    site.empty_view = "last_week"  # where the real script writes the banners
     page = await signed_in_volunteer(assist, browser_pool)
     probe, truth = await observe(assist, page, simulator, target_of(assist, 1380))
     assert truth.state == "next_availability"
@@ -446,11 +451,30 @@ async def test_next_availability_with_release_banners_end_to_end(
     shown = await page.inner_text("[role=status]")
     assert "Créneau proposé, semaine affichée vide, prochaine disponibilité le " in shown
     assert f"le {first_day:%d/%m/%Y} (next_availability)" in shown and "None" not in shown
-    # Weekly release on Mondays at 09:00 (Paris), slots from 20 days later.
-    assert probe.release_last_at == datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
-    assert probe.release_next_at == datetime(2026, 3, 9, 8, 0, tzinfo=UTC)
-    assert probe.release_last_week == date(2026, 3, 16)
-    assert probe.release_next_week == date(2026, 3, 23)
+    # No banner beside "Prochaine disponibilité": nothing about releases is read there.
+    assert (probe.release_last_at, probe.release_next_at) == (None, None)
+    # 09:30: the batch is gone (its slots last at most 20 minutes); the last reachable
+    # week carries the banners: weekly release on Mondays at 09:00 (Paris), slots from
+    # 20 days later.
+    clock.advance(timedelta(minutes=25))
+    await page.click("text=Regarder à nouveau")
+    assert await page.inner_text("h2") == "Observation enregistrée"
+    later = probes(assist.engine)[-1]
+    truth = [r for r in simulator.state.truth_records() if "/creneau" in r.path][-1]
+    assert (truth.state, truth.view) == ("no_slot", "last_week")
+    check_against_truth(later, truth)
+    assert later.release_last_at == datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    assert later.release_next_at == datetime(2026, 3, 9, 8, 0, tzinfo=UTC)
+    assert later.release_last_week == date(2026, 3, 16)
+    assert later.release_next_week == date(2026, 3, 23)
+    # The assisted flow recorded both: the release seen (banner), the next (announced).
+    with Session(assist.engine) as session:
+        rows = session.scalars(select(ReleaseRow).order_by(ReleaseRow.published_at)).all()
+        recorded = [(r.target_id, r.published_at, r.source, r.week_start) for r in rows]
+    assert recorded == [
+        (later.target_id, datetime(2026, 3, 2, 8, 0, tzinfo=UTC), "banner", date(2026, 3, 16)),
+        (later.target_id, datetime(2026, 3, 9, 8, 0, tzinfo=UTC), "announced", date(2026, 3, 23)),
+    ]
     await page.context.close()
 
 
@@ -500,9 +524,11 @@ async def test_look_again_measures_how_long_released_slots_last(
     clock.set(T0 - timedelta(minutes=59))
     (site,) = simulator.state.scenario.rdv_prefecture_sites
     site.banners = True
+    site.empty_view = "last_week"  # the real script's banners: on the last week only
     page = await signed_in_volunteer(assist, browser_pool)
     probe, truth = await observe(assist, page, simulator, target_of(assist, 1380))
     assert probe.outcome == "available"
+    assert probe.release_last_at is None  # no banner beside the released slots
     captchas = simulator.state.rdvpref.api_calls[:]
     looks = 1
     while probes(assist.engine)[-1].outcome == "available" and looks < 8:
@@ -516,7 +542,11 @@ async def test_look_again_measures_how_long_released_slots_last(
     assert len({p.page_sha256 for p in rows}) == looks  # each look is its own evidence
     assert simulator.state.rdvpref.api_calls == captchas  # no new captcha while it lasted
     assert sum(1 for r in simulator.state.truth_records() if r.state == "captcha_wrong") == 0
-    # The release was read from the banner; its survival interval holds the truth.
+    # The release was read from the banner of the first look without slots (the last
+    # reachable week); the looks with and without slots after it bound its survival,
+    # and that interval holds the truth.
+    assert all(p.release_last_at is None for p in rows[:-1])
+    assert rows[-1].release_last_at == datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
     now = clock.now()
     (batch,) = simulator.state.release_truth(now - timedelta(hours=1), now)
     (measured,) = [s for s in survivals(assist.engine, now) if s.published_at == batch.published_at]

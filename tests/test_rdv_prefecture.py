@@ -36,7 +36,7 @@ SITES = {
     "rows.test": {"rows": 1},
     "lastweek.test": {"empty_view": "last_week"},
     "nocal.test": {"empty_view": "not_displayed"},
-    "banners.test": {"banners": True},
+    "banners.test": {"banners": True, "empty_view": "last_week"},
     "v1.test": {"captcha": "v1", "session_minutes": 10},
 }
 PROFILES = {
@@ -226,9 +226,17 @@ def test_state_markup_follows_the_reference(sim: RunningSimulator) -> None:
     assert 'class="celulleHeader' not in nocal  # the calendar is not displayed
 
 
-def test_release_banners_are_served_and_read(sim: RunningSimulator) -> None:
+def test_release_banners_are_served_and_read(sim: RunningSimulator, clock: VirtualClock) -> None:
+    # As the front-end script: no banner beside "Prochaine disponibilité" (10:00, the
+    # batch on offer), the banners on the last reachable week (20:00, the batch gone).
     with httpx.Client(base_url=sim.base_url) as client:
+        offered = pass_captcha(sim, client, "banners.test", 400)
+        assert slot_truth(sim).state == "next_availability"
+        assert "mise en ligne" not in offered
+        clock.advance(timedelta(hours=10))
+        client.cookies.clear()
         page = pass_captcha(sim, client, "banners.test", 400)
+    assert (slot_truth(sim).state, slot_truth(sim).view) == ("no_slot", "last_week")
     assert re.search(
         r'<span class="fr-text--italic fr-text--bold">Dernière mise en ligne de rendez-vous : '
         r"le 02/03/2026 à 09:00</span><br><span class=\"fr-text--italic\">pour des créneaux "

@@ -104,6 +104,43 @@ def test_rdv_prefecture_captcha_paths(simulator: RunningSimulator) -> None:
     assert any("personal data page" in v for v in simulator.state.conduct.report()["violations"])
 
 
+def test_release_banners_only_where_the_platform_script_shows_them(
+    simulator: RunningSimulator, clock: VirtualClock
+) -> None:
+    """The front-end script (`rdv-choix-tranche`) writes the "mise en ligne" lines only
+    when the calendar is not displayed or on the last reachable week: not beside slots,
+    "Prochaine disponibilité" or an ordinary empty week."""
+    (site,) = simulator.state.scenario.rdv_prefecture_sites
+    assert site.banners
+    c = client(simulator)
+    base = "/www.rdv-prefecture.interieur.gouv.fr/rdvpref/reservation/demarche/1380"
+    clock.set(T0 - timedelta(minutes=55))  # Monday 09:05 in Paris: the batch is on offer
+    cgu = c.get(f"{base}/cgu/").text
+    endpoint, token = re.search(r'endpoint-url="([^"]+)" [^>]*token="([^"]+)"', cgu).groups()
+    captcha_id = c.get(
+        endpoint,
+        params={"get": "image", "c": "captchaFR"},
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()["uuid"]
+    answer = simulator.state.rdvpref.answer(captcha_id)
+    offered = c.post(
+        f"{base}/_validerCaptcha",
+        data={"captchaId": captcha_id, "captchaUsercode": answer},
+        follow_redirects=True,
+    ).text
+    assert "Prochaine disponibilité le" in offered and "mise en ligne" not in offered
+    clock.set(T0 - timedelta(minutes=30))  # 09:30: the batch is gone
+    seen = {}
+    for view in ("empty_week", "last_week", "not_displayed"):
+        site.empty_view = view
+        seen[view] = c.get(f"{base}/creneau/").text
+        assert simulator.state.truth_records()[-1].view == view
+    assert "mise en ligne" not in seen["empty_week"]
+    for view in ("last_week", "not_displayed"):
+        assert "Dernière mise en ligne de rendez-vous : le 02/03/2026 à 09:00" in seen[view]
+        assert "Prochaine mise en ligne de nouveaux rendez-vous : le 09/03/2026" in seen[view]
+
+
 def test_same_seed_same_ground_truth() -> None:
     def run() -> list[tuple[str, str | None, int | None]]:
         clock = VirtualClock(T0)

@@ -39,9 +39,11 @@ volunteer would read the image.
 What the slot page shows follows the slot truth (`SimulatorState.slots_now`) and the
 site's options (`RdvPrefectureSite`): slots in the displayed week → the week grid
 (desktop or phone); slots only later → "Aucun créneau disponible sur cette semaine" and
-"Prochaine disponibilité le …"; nothing → the site's empty view. Each look is recorded
-as truth (state `open`, `next_availability` or `no_slot`, the view served, the first
-slot and the number of slot radios rendered).
+"Prochaine disponibilité le …"; nothing → the site's empty view. The release banners
+(`banners`) appear only where the script writes them: when the calendar is not
+displayed, or on the last reachable week. Each look is recorded as truth (state `open`,
+`next_availability` or `no_slot`, the view served, the first slot and the number of
+slot radios rendered).
 """
 
 from __future__ import annotations
@@ -516,8 +518,10 @@ class RdvPrefectureModule:
             "nombreDeLigne": site.rows or 99,
             "trhIdSelectionne": None,
         }
+        # The front-end script shows the release lines only without a calendar or on the
+        # last reachable week: never beside a week of slots nor "Prochaine disponibilité".
         banners = ""
-        if site.banners:
+        if site.banners and (not displayed or last_week):
             banners = _banners(self.state.scenario.profiles[demarche.profile], now)
         suivant = _q_btn("Suivant", attrs=f' type="submit" formaction="{base}/creneau/" disabled')
         desktop = site.layout == "desktop"
