@@ -882,13 +882,25 @@ def demo(
     ] = Path("demo-output"),
     days: Annotated[int, typer.Option(min=1, max=3650, help="Simulated days.")] = 60,
     every_hours: Annotated[float, typer.Option(min=0.25, help="Hours between sweeps.")] = 6.0,
+    end: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d"],
+            help="End of the simulated period (UTC, rounded down to the hour; default: "
+            "now). The same end gives the same probes, row for row.",
+        ),
+    ] = None,
 ) -> None:
     """Run the whole chain on the bundled simulator: probes over a simulated period, then
     statistics, CSV and the site. Nothing leaves this machine."""
     from observatoire.demo import run_demo
 
     report = run_demo(
-        out_dir, days=days, every_hours=every_hours, show_progress=sys.stderr.isatty() or True
+        out_dir,
+        days=days,
+        every_hours=every_hours,
+        end=end.replace(tzinfo=UTC) if end is not None else None,
+        show_progress=sys.stderr.isatty() or True,
     )
     mix = ", ".join(f"{k}={v}" for k, v in sorted(report.outcomes.items()))
     out.print(
