@@ -39,8 +39,9 @@ Reading the slot page (`classify` reads saved pages the same way):
   observatory could ship.
 - `no_slot` only on the slot page (its title or heading "Choisissez votre créneau", or
   the URL `…/creneau/`), with the platform's sentence as the whole text of its element
-  (or as one `<br>`-separated line of an element whose every line is a platform
-  sentence: the last week's two sentences share one `div`), visible (not hidden by an
+  (or, for the last week, as the two `<br>`-separated lines of one `div`: "Aucun
+  créneau disponible à partir de cette date." then "Veuillez réessayer
+  ultérieurement.", that pair and nothing else), visible (not hidden by an
   inline `display:none` or the `hidden` attribute), and no contrary sign (a slot radio,
   a "Prochaine disponibilité" button, even hidden, or a non-empty
   `critere.datePremiereDispo`): "Aucun créneau disponible sur cette semaine"
@@ -215,41 +216,29 @@ def _dmy(text: str) -> date | None:
         return None
 
 
-def _critere_of(data: object, depth: int = 0) -> dict[str, object] | None:
-    """The first `critere` object in parsed page data (`vueData.critere` on the slot
-    page), looked for a few levels deep."""
-    if depth > 4:
-        return None
-    if isinstance(data, dict):
-        found = data.get("critere")
-        if isinstance(found, dict):
-            return found
-        children = list(data.values())
-    elif isinstance(data, list):
-        children = data
-    else:
-        return None
-    for child in children:
-        found = _critere_of(child, depth + 1)
-        if found is not None:
-            return found
-    return None
+def _critere_of(data: object) -> dict[str, object] | None:
+    """`vueData.critere` of Vertigo-UI's page data, exactly there: a `critere` found
+    anywhere else is not the slot page's, and must not stand in for it (an empty
+    `datePremiereDispo` is what lets a page be read as no slot)."""
+    view = data.get("vueData") if isinstance(data, dict) else None
+    found = view.get("critere") if isinstance(view, dict) else None
+    return found if isinstance(found, dict) else None
 
 
 def _flat(critere: dict[str, object]) -> dict[str, str]:
     return {str(k): "" if v is None else str(v) for k, v in critere.items()}
 
 
-def read_critere(source: str, doc: lxml_html.HtmlElement | None = None) -> dict[str, str] | None:
+def read_critere(source: str) -> dict[str, str] | None:
     """`critere` of the inlined page data (premierJour, dateMin, dateMax,
     datePremiereDispo): from Vertigo-UI's data element (`script#vui-init-data`, raw
     JSON), else over the raw source as public bots read it, also when the JSON sits in
-    an attribute of a saved copy. `doc` is the parsed source, when already at hand."""
-    if doc is None:
-        try:
-            doc = lxml_html.fromstring(source)
-        except (ValueError, etree.ParserError):
-            doc = None
+    an attribute of a saved copy. The source is parsed here: a document already read
+    for its text has lost its scripts, the data element with them."""
+    try:
+        doc: lxml_html.HtmlElement | None = lxml_html.fromstring(source)
+    except (ValueError, etree.ParserError):
+        doc = None
     for script in PAGE_DATA(doc) if doc is not None else []:
         try:
             found = _critere_of(json.loads(script.text or ""))
@@ -395,8 +384,8 @@ def _message_elements(doc: lxml_html.HtmlElement) -> list[str]:
     text is the platform's sentence is the sentence "in its place"), and the lines of an
     element made only of the platform's sentences, one per `<br>`-separated line (the
     last week: "Aucun créneau disponible à partir de cette date.<br>Veuillez réessayer
-    ultérieurement." in one `div`)."""
-    sentences = {_fold(NO_SLOT_WEEK), _fold(NO_SLOT_AFTER), _fold(TRY_LATER)}
+    ultérieurement." in one `div`; exactly that pair, in that order)."""
+    last_week = [_fold(NO_SLOT_AFTER), _fold(TRY_LATER)]
     texts = []
     for element in doc.iter():
         if not isinstance(element.tag, str) or element.tag in ("script", "style", "html"):
@@ -406,7 +395,7 @@ def _message_elements(doc: lxml_html.HtmlElement) -> list[str]:
             texts.append(text)
         if element.find("br") is not None:
             lines = _lines(element)
-            if len(lines) > 1 and all(_fold(line) in sentences for line in lines):
+            if [_fold(line) for line in lines] == last_week:  # that pair, nothing else
                 texts.extend(lines)
     return texts
 
@@ -415,7 +404,7 @@ def read_slot_dom(doc: lxml_html.HtmlElement, source: str, now: datetime | None)
     """Everything the slot page shows, hidden parts set apart. `doc` is consumed."""
     for stamp in doc.xpath(STAMP):
         stamp.drop_tree()
-    critere = read_critere(source, doc)
+    critere = read_critere(source)
     anchor = None
     if critere:
         anchor = _dmy(critere.get("premierJour", "")) or _dmy(critere.get("dateMin", ""))
