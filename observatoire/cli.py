@@ -71,10 +71,12 @@ ConfigOption = Annotated[
 ]
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
+def fail(message: str, code: int = 2, *, french: bool = False) -> typer.Exit:
     """Print `error: message` as plain text (no markup, no emoji: messages hold file
-    names, brackets and `file:line:`) and return the exit to raise."""
-    err.print(f"error: {message}", highlight=False, markup=False, emoji=False)
+    names, brackets and `file:line:`) and return the exit to raise. `french` for the
+    dossier command, which a lawyer or a clerk reads: `erreur : message`."""
+    label = "erreur :" if french else "error:"
+    err.print(f"{label} {message}", highlight=False, markup=False, emoji=False)
     return typer.Exit(code)
 
 
@@ -505,13 +507,17 @@ def stats(
     out.print(table)
 
 
-def _parse_day(value: str | None, option: str) -> date | None:
+def _parse_day(value: str | None, option: str, *, french: bool = False) -> date | None:
     if value is None:
         return None
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise fail(f"{option} expects a date like 2026-03-01, not {value!r}") from None
+        if french:
+            message = f"{option} {value!r}: date illisible ; exemple : 2026-03-01"
+        else:
+            message = f"{option} expects a date like 2026-03-01, not {value!r}"
+        raise fail(message, french=french) from None
 
 
 @app.command()
@@ -635,23 +641,6 @@ def publish(
     publish_loop(engine, s, every, stop, say=say, warn=warn)
 
 
-def _refus(message: str, code: int = 2) -> typer.Exit:
-    """`fail` in French, for the dossier command: a lawyer or a clerk reads it (exit 2
-    bad input, 1 a dossier that does not match its manifest)."""
-    err.print(f"erreur : {message}", highlight=False, markup=False, emoji=False)
-    return typer.Exit(code)
-
-
-def _jour(value: str | None, option: str) -> date | None:
-    """`_parse_day` in French, for the dossier command."""
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise _refus(f"{option} {value!r}: date illisible ; exemple : 2026-03-01") from None
-
-
 @app.command()
 @friendly_errors
 def dossier(
@@ -693,15 +682,15 @@ def dossier(
         try:
             verification = check_dossier(verify_dir)
         except DossierError as exc:
-            raise _refus(str(exc)) from None
+            raise fail(str(exc), french=True) from None
         for problem in verification.problems:
             err.print(problem, highlight=False, markup=False)
         if not verification.intact:
-            raise _refus(verification.verdict(), code=1)
+            raise fail(verification.verdict(), code=1, french=True)
         out.print(verification.verdict(), highlight=False, markup=False)
         return
     if not target or not out_dir:
-        raise _refus("--target et --out sont requis (ou --verify RÉPERTOIRE)")
+        raise fail("--target et --out sont requis (ou --verify RÉPERTOIRE)", french=True)
     # The dossier sends no request (its browser renders saved pages offline): the
     # runtime gives it the database, the evidence and the robot's own User-Agent.
     runtime = _runtime([])
@@ -712,15 +701,15 @@ def dossier(
             runtime.settings,
             target,
             out_dir,
-            _jour(since, "--from"),
-            _jour(until, "--to"),
+            _parse_day(since, "--from", french=True),
+            _parse_day(until, "--to", french=True),
             contributor=contributor,
             annex=annex,
             piece=piece,
             opening_hours=opening_hours,
         )
     except DossierError as exc:
-        raise _refus(str(exc)) from None
+        raise fail(str(exc), french=True) from None
     out.print(established.summary(), highlight=False, markup=False)
 
 

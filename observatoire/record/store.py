@@ -403,15 +403,10 @@ def save_probe(
         ) from exc
 
 
-def probed_since(engine: Engine, target_id: str, since: datetime) -> bool:
-    """Whether a regular (not follow-up) probe of the target started after `since`:
-    another process's run that overlapped ours got there first."""
-    with engine.connect() as conn:
-        return probed_since_in(conn, target_id, since)
-
-
 def probed_since_in(conn: Connection, target_id: str, since: datetime) -> bool:
-    """`probed_since` inside the caller's transaction."""
+    """Whether a regular (not follow-up) probe of the target started after `since`:
+    another process's run that overlapped ours got there first. Inside the caller's
+    transaction (the sweep's claim)."""
     from sqlalchemy import exists
 
     found = exists().where(

@@ -35,6 +35,11 @@ from observatoire.robot.browser import BrowserPool
 from observatoire.robot.leases import acquire_in, holder_id, release
 from observatoire.robot.politeness import PolitePolicy
 
+
+class _JustProbed(Exception):
+    """Inside the claim's transaction: an overlapping run probed the target meanwhile."""
+
+
 MAX_ATTEMPTS = 3  # the first try and at most 2 retries
 RETRY_FACTORS = (1.0, 3.0)  # growing waits, in units of retry_base_seconds
 
@@ -144,8 +149,7 @@ async def run_sweep(
                 if not followup and probed_since_in(conn, target.id, sweep_started):
                     # Two overlapping `probe --all`: the other one probed it while we
                     # waited for the lease; a second look now would be a duplicate.
-                    conn.rollback()  # the lease we just took, undone
-                    return "busy: just probed by another run"
+                    raise _JustProbed  # rolls back the lease we just took
                 return start_attempt_in(
                     conn,
                     target.id,
@@ -156,6 +160,8 @@ async def run_sweep(
                     scheduled_at=scheduled_at or started,
                     followup=followup,
                 )
+        except _JustProbed:
+            return "busy: just probed by another run"
         except SQLAlchemyError as exc:
             raise StorageError(
                 f"cannot write the database {engine.url!r}: {getattr(exc, 'orig', exc)}"
@@ -165,9 +171,20 @@ async def run_sweep(
         for target in host_targets:
             if storage_failure or (stop is not None and stop.is_set()):
                 break
+            adapter = get_adapter(target.platform)
+            started = clock.now()
+            try:
+                claimed = claim(target, adapter, started)
+            except StorageError as exc:
+                storage_failure.append(exc)
+                break
+            if isinstance(claimed, str):  # busy: nothing of ours is held
+                report.skipped[target.id] = claimed
+                continue
             stored = False
             try:
-                stored = await probe_and_store(target)
+                await probe_and_store(target, adapter, started, claimed)
+                stored = True
             except StorageError as exc:
                 storage_failure.append(exc)
             finally:
@@ -175,15 +192,10 @@ async def run_sweep(
                     with contextlib.suppress(SQLAlchemyError):
                         release(engine, target.id, holder)
 
-    async def probe_and_store(target: Target) -> bool:
-        """Probe and store one target. False when it was skipped (busy)."""
-        adapter = get_adapter(target.platform)
-        started = clock.now()
-        claimed = claim(target, adapter, started)
-        if isinstance(claimed, str):
-            report.skipped[target.id] = claimed
-            return False
-        attempt_id = claimed
+    async def probe_and_store(
+        target: Target, adapter: Adapter, started: datetime, attempt_id: int
+    ) -> None:
+        """Probe one claimed target and store the probe, which releases its lease."""
         t0 = time.monotonic()
         result, requests, attempts = await probe_target(
             adapter, target, policy, clock, retry_base, browser, stop
@@ -209,7 +221,6 @@ async def run_sweep(
         report.outcomes[result.outcome.value] += 1
         if on_probe is not None:
             on_probe(target, result)
-        return True
 
     try:
         await asyncio.gather(*(host_worker(ts) for ts in by_host.values()))
