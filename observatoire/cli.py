@@ -136,19 +136,18 @@ def _engine(migrated: bool = True) -> Engine:
     return engine
 
 
-def _runtime(hosts: Iterable[str], *, database_optional: bool = False) -> Runtime:
+def _runtime(hosts: Iterable[str]) -> Runtime:
     """The robot's runtime for a command that sends requests to `hosts`: the
-    identification rule checked first (contact, >= 1 s for real hosts), then built."""
+    identification rule checked first (contact, >= 1 s for real hosts), then built,
+    with its database required."""
     from observatoire.robot.runtime import Runtime
 
-    return Runtime.for_hosts(
-        settings(), hosts, database="optional" if database_optional else "required"
-    )
+    return Runtime.for_hosts(settings(), hosts, database="required")
 
 
 def _database(runtime: Runtime) -> Engine:
-    """The engine of a runtime built with its database required (`_runtime` without
-    `database_optional`): such a runtime always has one, this says so to the types."""
+    """The engine of a runtime built by `_runtime` (database required): such a runtime
+    always has one, this says so to the types."""
     if runtime.engine is None:
         raise DatabaseNotReady("this command needs the database: run `observatoire db upgrade`")
     return runtime.engine

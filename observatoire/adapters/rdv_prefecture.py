@@ -206,6 +206,10 @@ def _fold(text: str) -> str:
     return normalize_text(text).rstrip(" .").casefold()
 
 
+#: The platform's no-slot sentences, folded (read for every text of a slot page).
+NO_SLOT_SENTENCES = frozenset(map(_fold, (NO_SLOT_WEEK, NO_SLOT_AFTER, TRY_LATER)))
+
+
 def _dmy(text: str) -> date | None:
     match = re.fullmatch(r"\s*(\d{1,2})/(\d{1,2})/(\d{4})\s*", text or "")
     if not match:
@@ -433,12 +437,7 @@ def read_slot_dom(doc: lxml_html.HtmlElement, source: str, now: datetime | None)
             and (d := _dmy(f"{m.group(1)}/{m.group(2)}/{m.group(3)}")) is not None
         }
     )
-    messages = [
-        t
-        for t in texts
-        if _fold(t) in {_fold(NO_SLOT_WEEK), _fold(NO_SLOT_AFTER), _fold(TRY_LATER)}
-        or NEXT_AVAILABILITY.match(t)
-    ]
+    messages = [t for t in texts if _fold(t) in NO_SLOT_SENTENCES or NEXT_AVAILABILITY.match(t)]
     return SlotPage(
         radios=len(radios),
         visible_radios=visible_radios,
