@@ -113,6 +113,7 @@ async def test_a_reworded_flash_is_unrecognized() -> None:
     respx.get(f"{SITE}/").respond(200, html=_home("La démarche n’existe pas encore"))
     result = await _run(_target())
     assert result.outcome is Outcome.UNRECOGNIZED
+    assert result.detail == "absent_message_out_of_place", result.detail
 
 
 def _doc(text: str) -> lxml_html.HtmlElement:
