@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -362,3 +365,28 @@ def test_cloudflare_faults(simulator: RunningSimulator, kind: str) -> None:
         assert "<title>Just a moment...</title>" in page.text
         assert "Verify you are human" in page.text and "_cf_chl_opt" in page.text
         assert 'name="cf-turnstile-response"' in page.text and "Ray ID" in page.text
+
+
+def test_a_request_sent_before_the_previous_answer_is_a_violation(
+    simulator: RunningSimulator,
+) -> None:
+    """The conduct count still sees an overlap: a second request to a host whose first
+    one has no answer yet (here: the server stays silent on it)."""
+    simulator.state.hang_seconds = 1.0
+    simulator.set_faults([{"kind": "read_timeout", "path_prefix": "/www.herault.gouv.fr/"}])
+    url = f"{simulator.base_url}/www.herault.gouv.fr/booking/create/1"
+    slow = threading.Thread(target=_quietly, args=(url,))
+    slow.start()
+    try:
+        time.sleep(0.3)  # the first request is in flight, unanswered
+        simulator.set_faults([])
+        httpx.get(url, timeout=3.0)
+    finally:
+        slow.join()
+    violations = simulator.state.conduct.report()["violations"]
+    assert any("2 requests in flight" in v for v in violations), violations
+
+
+def _quietly(url: str) -> None:
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.get(url, timeout=3.0)

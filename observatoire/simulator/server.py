@@ -317,6 +317,7 @@ class _Handler(BaseHTTPRequestHandler):
         track = not parts.path.startswith("/_sim/")
         if track:
             state.conduct.enter(host, self.headers.get("User-Agent", ""))
+        in_flight = track
         try:
             response = state.dispatch(request)
             if response.action is not None:
@@ -327,6 +328,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(response.body)))
             for name, value in response.headers:
                 self.send_header(name, value)
+            # The request ends for the conduct count as its answer goes out: once the
+            # bytes are written the robot may have read them and sent its next request
+            # before this thread runs again, and counting it still in flight then would
+            # report an overlap the robot never made (seen at zero delay under load).
+            if in_flight:
+                state.conduct.leave(host)
+                in_flight = False
             if self.command != "HEAD":
                 # one write for headers and body
                 self._headers_buffer.append(b"\r\n" + response.body)
@@ -334,7 +342,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self.end_headers()
         finally:
-            if track:
+            if in_flight:
                 state.conduct.leave(host)
 
     def _misbehave(self, response: Response) -> None:
